@@ -1,0 +1,82 @@
+"""Base model and shared field types for the stack settings.
+
+Every settings model is frozen, rejects unknown keys and uses the camelCase names a stack file
+carries, so a validation error points at the exact key a user wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+# A reference with a tag other than `latest`, or with a digest; registry host and path allowed.
+_PINNED_IMAGE = re.compile(
+    r"^(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+/[a-z0-9._/-]+)?)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+class StackModel(BaseModel):
+    """Base for every settings model: immutable, closed to unknown keys, camelCase keys."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        str_strip_whitespace=True,
+    )
+
+
+def _pinned(reference: str) -> str:
+    match = _PINNED_IMAGE.match(reference)
+    if match is None:
+        raise ValueError("must be an image reference such as 'mariadb:11.4.8'")
+    tag, digest = match.group("tag"), match.group("digest")
+    if digest is None and (tag is None or tag == "latest"):
+        raise ValueError("must be pinned to a version tag or a sha256 digest, never 'latest'")
+    return reference
+
+
+PinnedImage = Annotated[str, AfterValidator(_pinned)]
+"""An image reference pinned to a tag (not `latest`) or a digest."""
+
+MemoryMb = Annotated[int, Field(ge=64, le=65536)]
+"""A container memory limit in MiB."""
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port number."""
+
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+"""One label of a DNS name, lower case."""
+
+
+def image_repository(reference: str) -> str:
+    """The repository part of a pinned reference: 'mariadb' for 'mariadb:11.4.8'."""
+    match = _PINNED_IMAGE.match(reference)
+    return match.group("repository") if match else reference
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: the stack key, the offending value (never a secret) and the rule."""
+
+    key: str
+    value: Any
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {_show(self.value)}: {self.rule}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(missing)"
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,81 @@
+"""The composition: the foundation, then every service on it, and the stack's exports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.credentials import Credentials
+from components.network import TrustZones
+from components.pki import Pki
+from components.platform import Platform
+from components.settings import Settings
+from components.volumes import VolumeCatalog
+
+EXPORT_SCHEMA_VERSION = 1
+
+
+class HospitalDataCenter(pulumi.ComponentResource):
+    """Trust zones, credentials, PKI and the clinical, security and backup services."""
+
+    def __init__(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("hospital:components:HospitalDataCenter", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        stack = pulumi.get_stack()
+        self.settings = settings
+
+        self.platform = Platform(
+            settings=settings,
+            stack=stack,
+            zones=TrustZones("zones", settings, child),
+            credentials=Credentials("credentials", settings, child),
+            pki=Pki("pki", settings, child),
+            volumes=VolumeCatalog(stack=stack, retain=settings.is_prod),
+        )
+        if settings.is_prod:
+            pulumi.log.info("prod: volumes are retained on destroy; policies are mandatory", self)
+
+        self.endpoints: dict[str, pulumi.Input[Any]] = {}
+        self.extra_exports: dict[str, pulumi.Input[Any]] = {}
+
+        self.register_outputs({"endpoints": self.endpoints})
+
+    def exports(self) -> dict[str, pulumi.Input[Any]]:
+        """Every stack export, under a versioned schema that the docs generator reads."""
+        platform, settings = self.platform, self.settings
+        return {
+            "schemaVersion": EXPORT_SCHEMA_VERSION,
+            "environment": settings.environment,
+            "domain": settings.domain,
+            "endpoints": self.endpoints,
+            "networks": platform.zones.describe(),
+            "volumes": platform.volumes.describe(settings.backup.enabled),
+            "certificates": platform.pki.describe(),
+            "services": _services(platform),
+            "ports": platform.ports_table(),
+            "credentialAccounts": platform.credentials.accounts,
+            "credentials": platform.credentials.secrets(),
+            "passwordPolicy": {
+                "length": settings.credentials.length,
+                "characterClasses": ["upper", "lower", "numeric", "special"],
+                "rotation": platform.credentials.rotation,
+            },
+            "attestations": [
+                attestation.model_dump(mode="json") for attestation in settings.attestations
+            ],
+            **self.extra_exports,
+        }
+
+
+def _services(platform: Platform) -> dict[str, dict]:
+    return {
+        record.service: {
+            "container": record.container_name,
+            "image": record.image,
+            "zones": list(record.zones),
+        }
+        for record in platform.services
+    }

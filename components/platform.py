@@ -1,0 +1,235 @@
+"""What every service stands on: settings, trust zones, credentials, PKI, volumes, and one
+way to declare a hardened container so that every service gets the same baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components.credentials import Credentials
+from components.network import TrustZones
+from components.pki import Pki
+from components.settings import Settings
+from components.volumes import SERVICE_LABEL, ServiceVolume, VolumeCatalog
+
+RESTART_POLICY = "unless-stopped"
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+DEFAULT_TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=64m"}
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A container port published on one host address."""
+
+    address: str
+    host_port: int
+    container_port: int
+    purpose: str
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A service volume mounted into a container."""
+
+    volume: ServiceVolume
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file written into the container before it starts; `secret` keeps it out of plain state."""
+
+    path: str
+    content: pulumi.Input[str]
+    secret: bool = False
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """A Docker health check; `start_period` covers slow first starts."""
+
+    test: Sequence[str]
+    interval: str = "30s"
+    timeout: str = "10s"
+    retries: int = 3
+    start_period: str = "30s"
+
+
+@dataclass
+class ServiceRecord:
+    """A declared container, kept for the exports (services and ports tables)."""
+
+    service: str
+    container_name: str
+    image: str
+    zones: tuple[str, ...]
+    publish: tuple[Publish, ...]
+    container: docker.Container
+
+
+@dataclass
+class Platform:
+    """The shared foundation handed to every service component."""
+
+    settings: Settings
+    stack: str
+    zones: TrustZones
+    credentials: Credentials
+    pki: Pki
+    volumes: VolumeCatalog
+    services: list[ServiceRecord] = field(default_factory=list)
+    _images: dict[str, docker.RemoteImage] = field(default_factory=dict)
+
+    def container_name(self, service: str) -> str:
+        return f"hospital-{self.stack}-{service}"
+
+    def image(self, reference: str, parent: pulumi.Resource) -> docker.RemoteImage:
+        """The pinned image `reference`, pulled once and kept when the stack goes."""
+        if reference not in self._images:
+            resource_name = reference.replace("/", "-").replace(":", "-").replace("@", "-")
+            self._images[reference] = docker.RemoteImage(
+                resource_name,
+                docker.RemoteImageArgs(name=reference, keep_locally=True),
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
+        return self._images[reference]
+
+    def container(
+        self,
+        service: str,
+        *,
+        image: str,
+        zones: Sequence[str],
+        healthcheck: Healthcheck,
+        memory_mb: int,
+        parent: pulumi.Resource,
+        aliases: Sequence[str] = (),
+        envs: Mapping[str, pulumi.Input[str]] | None = None,
+        secret_envs: Mapping[str, pulumi.Input[str]] | None = None,
+        uploads: Sequence[Upload] = (),
+        mounts: Sequence[Mount] = (),
+        publish: Sequence[Publish] = (),
+        capabilities: Sequence[str] = (),
+        read_only: bool = True,
+        tmpfs: Mapping[str, str] | None = None,
+        user: str | None = None,
+        command: Sequence[str] | None = None,
+        entrypoint: Sequence[str] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+        wait_timeout_s: int = 300,
+    ) -> docker.Container:
+        """Declare the container of `service` with the stack's baseline hardening.
+
+        Every container drops all capabilities and adds back only `capabilities`, runs with
+        no-new-privileges, a memory limit, a restart policy, a health check that `pulumi up`
+        waits for, rotated logs and user-defined networks only; its root file system is
+        read-only unless `read_only=False` says the image cannot run that way.
+        """
+        name = self.container_name(service)
+        networks = [self.zones.network(zone) for zone in zones]
+        env_lines = [pulumi.Output.concat(key, "=", value) for key, value in (envs or {}).items()]
+        env_lines += [
+            pulumi.Output.secret(pulumi.Output.concat(key, "=", value))
+            for key, value in (secret_envs or {}).items()
+        ]
+        logging = self.settings.logging
+
+        container = docker.Container(
+            service,
+            docker.ContainerArgs(
+                name=name,
+                hostname=aliases[0] if aliases else service,
+                image=self.image(image, parent).image_id,
+                envs=env_lines or None,
+                command=list(command) if command is not None else None,
+                entrypoints=list(entrypoint) if entrypoint is not None else None,
+                user=user,
+                uploads=[_upload_args(upload) for upload in uploads] or None,
+                volumes=[
+                    docker.ContainerVolumeArgs(
+                        volume_name=mount.volume.resource.name,
+                        container_path=mount.path,
+                        read_only=mount.read_only,
+                    )
+                    for mount in mounts
+                ]
+                or None,
+                network_mode=networks[0].name,
+                networks_advanced=[
+                    docker.ContainerNetworksAdvancedArgs(
+                        name=network.name, aliases=[*aliases, name]
+                    )
+                    for network in networks
+                ],
+                ports=[
+                    docker.ContainerPortArgs(
+                        internal=port.container_port,
+                        external=port.host_port,
+                        ip=port.address,
+                        protocol=port.protocol,
+                    )
+                    for port in publish
+                ]
+                or None,
+                healthcheck=docker.ContainerHealthcheckArgs(
+                    tests=list(healthcheck.test),
+                    interval=healthcheck.interval,
+                    timeout=healthcheck.timeout,
+                    retries=healthcheck.retries,
+                    start_period=healthcheck.start_period,
+                ),
+                capabilities=docker.ContainerCapabilitiesArgs(
+                    drops=["ALL"], adds=sorted(capabilities) or None
+                ),
+                security_opts=[NO_NEW_PRIVILEGES],
+                read_only=read_only,
+                tmpfs=dict(DEFAULT_TMPFS if tmpfs is None else tmpfs) or None,
+                memory=memory_mb,
+                memory_swap=memory_mb,
+                restart=RESTART_POLICY,
+                log_driver=logging.driver,
+                log_opts={"max-size": logging.max_size, "max-file": str(logging.max_file)},
+                labels=[
+                    docker.ContainerLabelArgs(label=SERVICE_LABEL, value=service),
+                    docker.ContainerLabelArgs(label="hospital.stack", value=self.stack),
+                ],
+                wait=True,
+                wait_timeout=wait_timeout_s,
+                must_run=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        )
+        self.services.append(
+            ServiceRecord(service, name, image, tuple(zones), tuple(publish), container)
+        )
+        return container
+
+    def ports_table(self) -> list[dict]:
+        """Every published port: the generated counterpart of a ports appendix."""
+        return [
+            {
+                "service": record.service,
+                "container": record.container_name,
+                "address": port.address,
+                "hostPort": port.host_port,
+                "containerPort": port.container_port,
+                "protocol": port.protocol,
+                "purpose": port.purpose,
+            }
+            for record in self.services
+            for port in record.publish
+        ]
+
+
+def _upload_args(upload: Upload) -> docker.ContainerUploadArgs:
+    content = pulumi.Output.secret(upload.content) if upload.secret else upload.content
+    return docker.ContainerUploadArgs(
+        file=upload.path, content=content, executable=upload.executable or None
+    )

@@ -1,0 +1,354 @@
+"""The stack settings: one validated, frozen view of the `hospital:` namespace of a stack file.
+
+`load_settings()` reads every key once, validates each section on its own so that every problem
+is reported together, runs the rules that span sections, and raises `SettingsError` before any
+resource exists.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
+
+from components.backup import BackupSettings
+from components.config_model import Problem, StackModel
+from components.database import DatabaseSettings
+from components.edr import EdrSettings
+from components.emr import EmrSettings
+from components.gateway import GatewaySettings
+from components.pacs import PacsSettings
+
+NAMESPACE = "hospital"
+ZONES = ("edge", "clinical", "data", "security")
+CA_PRIVATE_KEY = "caPrivateKey"
+"""The one secret setting: the private key of the hospital's own CA, read only by the PKI."""
+
+PASSWORD_MINIMUM = {"dev": 12, "prod": 16}
+
+
+class ZoneSettings(StackModel):
+    """One trust zone: the subnet of its Docker network."""
+
+    subnet: ipaddress.IPv4Network
+
+
+class NetworkSettings(StackModel):
+    """The four trust zones and their subnets."""
+
+    edge: ZoneSettings
+    clinical: ZoneSettings
+    data: ZoneSettings
+    security: ZoneSettings
+
+    def subnets(self) -> dict[str, ipaddress.IPv4Network]:
+        return {zone: getattr(self, zone).subnet for zone in ZONES}
+
+
+class AddressSettings(StackModel):
+    """Host addresses that published ports bind to, one per audience."""
+
+    edge: ipaddress.IPv4Address = Field(description="HTTPS gateway for staff browsers")
+    dicom: ipaddress.IPv4Address = Field(description="DICOM port for modalities")
+    agents: ipaddress.IPv4Address = Field(description="EDR frontend for enrolled agents")
+    management: ipaddress.IPv4Address = Field(description="EDR GUI for the security team")
+
+
+class CredentialSettings(StackModel):
+    """Generated password policy and the rotation stamp that renews every password."""
+
+    length: Annotated[int, Field(ge=12, le=128)] = 24
+    rotation: datetime.date = Field(description="changing this date rotates every password")
+
+
+class PkiSettings(StackModel):
+    """The certificate authority and the lifetime of the certificates it issues."""
+
+    organization: Annotated[str, Field(min_length=1, max_length=64)]
+    algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+    rsa_bits: Literal[3072, 4096] = 3072
+    ca_validity_days: Annotated[int, Field(ge=365, le=7300)] = 3650
+    certificate_validity_days: Annotated[int, Field(ge=30, le=397)] = 365
+    early_renewal_days: Annotated[int, Field(ge=7, le=180)] = 30
+    ca_certificate: str | None = Field(
+        default=None,
+        description="PEM of the hospital's own CA; its key goes in caPrivateKey",
+    )
+
+    @field_validator("ca_certificate")
+    @classmethod
+    def _is_strong_ca(cls, pem: str | None) -> str | None:
+        if pem is None:
+            return None
+        try:
+            certificate = x509.load_pem_x509_certificate(pem.encode())
+        except ValueError:
+            raise ValueError("must be one PEM-encoded X.509 certificate") from None
+        try:
+            is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise ValueError("must be a CA certificate (basicConstraints CA:TRUE)")
+        key = certificate.public_key()
+        strong = (isinstance(key, rsa.RSAPublicKey) and key.key_size >= 3072) or (
+            isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size >= 384
+        )
+        if not strong:
+            raise ValueError("must use an RSA key of at least 3072 bits or ECDSA P-384 or larger")
+        return pem
+
+
+class LoggingSettings(StackModel):
+    """Container log rotation on the Docker host."""
+
+    driver: Literal["json-file", "local"] = "local"
+    max_size: Annotated[str, Field(pattern=r"^[1-9][0-9]*[kmg]$")] = "10m"
+    max_file: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+AttestationItem = Literal[
+    "staff-training",
+    "restore-test",
+    "risk-assessment",
+    "third-party-assessment",
+    "vpn",
+    "physical-security",
+    "topology-review",
+    "alert-routing",
+]
+
+
+class Attestation(StackModel):
+    """A signed-off organisational control that no resource can show."""
+
+    item: AttestationItem
+    by: Annotated[str, Field(min_length=1, max_length=128)]
+    date: datetime.date
+    evidence: Annotated[str, Field(min_length=1, max_length=512)]
+
+    @field_validator("date")
+    @classmethod
+    def _not_in_future(cls, value: datetime.date) -> datetime.date:
+        if value > datetime.date.today():
+            raise ValueError("must not lie in the future")
+        return value
+
+
+class Settings(StackModel):
+    """Everything a stack file configures, validated."""
+
+    environment: Literal["dev", "prod"]
+    domain: Annotated[
+        str,
+        Field(
+            pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+            max_length=200,
+        ),
+    ]
+    network: NetworkSettings
+    addresses: AddressSettings
+    credentials: CredentialSettings
+    pki: PkiSettings
+    logging: LoggingSettings = LoggingSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    emr: EmrSettings = EmrSettings()
+    pacs: PacsSettings = PacsSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    edr: EdrSettings = EdrSettings()
+    backup: BackupSettings = BackupSettings()
+    attestations: tuple[Attestation, ...] = ()
+    has_own_ca_key: bool = Field(default=False, exclude=True)
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    def host_name(self, service: str) -> str:
+        """The public DNS name of a service behind the gateway, e.g. `emr.hospital.example`."""
+        return f"{service}.{self.domain}"
+
+
+class SettingsError(pulumi.RunError):
+    """The stack file breaks one or more rules; nothing has been created."""
+
+    def __init__(self, problems: list[Problem], source: str = "stack configuration") -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{len(problems)} problem(s) in the {source}:\n{lines}")
+
+
+def load_settings(config: pulumi.Config | None = None) -> Settings:
+    """Read and validate the `hospital:` namespace of the current stack."""
+    config = config or pulumi.Config(NAMESPACE)
+    raw = {key: _read(config, key) for key in _stack_keys(NAMESPACE) if key != CA_PRIVATE_KEY}
+    has_ca_key = config.get_secret(CA_PRIVATE_KEY) is not None
+    source = f"stack configuration of '{pulumi.get_stack()}'"
+    return validate_settings(raw, has_own_ca_key=has_ca_key, source=source)
+
+
+def validate_settings(
+    raw: Mapping[str, Any],
+    *,
+    has_own_ca_key: bool = False,
+    source: str = "stack configuration",
+) -> Settings:
+    """Validate raw top-level values keyed by their stack key (without the namespace)."""
+    problems: list[Problem] = []
+    sections: dict[str, Any] = {}
+    by_key = {field.alias or name: name for name, field in Settings.model_fields.items()}
+
+    for key in sorted(set(raw) - set(by_key) - {CA_PRIVATE_KEY}):
+        problems.append(Problem(f"{NAMESPACE}:{key}", raw[key], "is not a known setting"))
+
+    for key, name in by_key.items():
+        field = Settings.model_fields[name]
+        if name == "has_own_ca_key":
+            continue
+        if key not in raw:
+            if field.is_required():
+                problems.append(Problem(f"{NAMESPACE}:{key}", None, "is required"))
+            continue
+        try:
+            sections[name] = TypeAdapter(field.annotation).validate_python(raw[key])
+        except ValidationError as error:
+            problems.extend(_problems_from(key, error))
+
+    for rule in CROSS_SECTION_RULES:
+        if all(section in sections for section in rule.sections):
+            problems.extend(rule.check(sections, has_own_ca_key))
+
+    if problems:
+        raise SettingsError(problems, source)
+    return Settings(**sections, has_own_ca_key=has_own_ca_key)
+
+
+@dataclass(frozen=True)
+class CrossSectionRule:
+    """A rule that needs several sections; it runs only when they all validated."""
+
+    sections: tuple[str, ...]
+    check: Callable[[dict[str, Any], bool], Iterable[Problem]]
+
+
+def _subnets_disjoint(s: dict[str, Any], _: bool) -> Iterable[Problem]:
+    subnets = s["network"].subnets()
+    for i, first in enumerate(ZONES):
+        for second in ZONES[i + 1 :]:
+            if subnets[first].overlaps(subnets[second]):
+                yield Problem(
+                    f"{NAMESPACE}:network.{second}.subnet",
+                    str(subnets[second]),
+                    f"overlaps the {first} zone's subnet {subnets[first]}; zones must not overlap",
+                )
+
+
+def _prod_binds_explicitly(s: dict[str, Any], _: bool) -> Iterable[Problem]:
+    if s["environment"] != "prod":
+        return
+    for audience, address in s["addresses"].model_dump().items():
+        if address.is_unspecified:
+            yield Problem(
+                f"{NAMESPACE}:addresses.{audience}",
+                str(address),
+                "prod must bind published ports to a named interface address, not 0.0.0.0",
+            )
+
+
+def _password_length(s: dict[str, Any], _: bool) -> Iterable[Problem]:
+    minimum = PASSWORD_MINIMUM[s["environment"]]
+    if s["credentials"].length < minimum:
+        yield Problem(
+            f"{NAMESPACE}:credentials.length",
+            s["credentials"].length,
+            f"{s['environment']} passwords must be at least {minimum} characters",
+        )
+
+
+def _own_ca_has_key(s: dict[str, Any], has_own_ca_key: bool) -> Iterable[Problem]:
+    if (s["pki"].ca_certificate is not None) != has_own_ca_key:
+        yield Problem(
+            f"{NAMESPACE}:{CA_PRIVATE_KEY}",
+            "[secret]" if has_own_ca_key else None,
+            "the hospital CA needs both pki.caCertificate and the secret caPrivateKey "
+            "(set it with `pulumi config set --secret hospital:caPrivateKey < key.pem`)",
+        )
+
+
+def _published_ports_distinct(s: dict[str, Any], _: bool) -> Iterable[Problem]:
+    addresses, seen = s["addresses"], {}
+    published = [
+        ("gateway.httpsPort", addresses.edge, s["gateway"].https_port),
+        ("gateway.httpPort", addresses.edge, s["gateway"].http_port),
+        ("pacs.dicomPort", addresses.dicom, s["pacs"].dicom_port),
+        ("edr.frontendPort", addresses.agents, s["edr"].frontend_port),
+        ("edr.guiPort", addresses.management, s["edr"].gui_port),
+    ]
+    for key, address, port in published:
+        clash = seen.get((address, port)) or next(
+            (
+                k
+                for (a, p), k in seen.items()
+                if p == port and (a.is_unspecified or address.is_unspecified)
+            ),
+            None,
+        )
+        if clash:
+            yield Problem(
+                f"{NAMESPACE}:{key}",
+                port,
+                f"is already published on {address} by {clash}",
+            )
+        seen[(address, port)] = key
+
+
+def _prod_backup(s: dict[str, Any], _: bool) -> Iterable[Problem]:
+    if s["environment"] == "prod":
+        yield from s["backup"].prod_problems(f"{NAMESPACE}:backup")
+
+
+CROSS_SECTION_RULES = (
+    CrossSectionRule(("network",), _subnets_disjoint),
+    CrossSectionRule(("environment", "addresses"), _prod_binds_explicitly),
+    CrossSectionRule(("environment", "credentials"), _password_length),
+    CrossSectionRule(("pki",), _own_ca_has_key),
+    CrossSectionRule(("addresses", "gateway", "pacs", "edr"), _published_ports_distinct),
+    CrossSectionRule(("environment", "backup"), _prod_backup),
+)
+
+
+def _stack_keys(namespace: str) -> list[str]:
+    """Every key the stack sets under `namespace:`, from the SDK's config and its environment."""
+    prefix = f"{namespace}:"
+    names = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.get_config_env())
+    return sorted(name[len(prefix) :] for name in names if name.startswith(prefix))
+
+
+def _read(config: pulumi.Config, key: str) -> Any:
+    text = config.get(key)
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def _problems_from(section: str, error: ValidationError) -> Iterable[Problem]:
+    for detail in error.errors(include_url=False):
+        path = ".".join(str(part) for part in (section, *detail["loc"]) if _is_key(part))
+        rule = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "extra_forbidden":
+            rule = "is not a known setting"
+        yield Problem(f"{NAMESPACE}:{path}", detail.get("input"), rule)
+
+
+def _is_key(part: Any) -> bool:
+    # pydantic adds the validator kind ("function-after[...]") to some locations.
+    return not (isinstance(part, str) and part.startswith(("function-", "tagged-union[")))
