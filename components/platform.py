@@ -62,6 +62,27 @@ class Healthcheck:
     start_period: str = "30s"
 
 
+@dataclass(frozen=True)
+class WebSite:
+    """A web interface that the gateway serves over TLS on one audience's address.
+
+    `zone` is the trust zone the gateway joins to reach `upstream_host:upstream_port`;
+    `listen_address` and `listen_port` are where the gateway publishes it (the edge address for
+    staff, the management address for the EDR GUI); `streaming` turns off request buffering and
+    body size limits for large uploads and downloads such as DICOM.
+    """
+
+    service: str
+    host_name: str
+    upstream_host: str
+    upstream_port: int
+    zone: str
+    listen_address: str
+    listen_port: int
+    upstream_tls: bool = False
+    streaming: bool = False
+
+
 @dataclass
 class ServiceRecord:
     """A declared container, kept for the exports (services and ports tables)."""
