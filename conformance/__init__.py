@@ -1,0 +1,1 @@
+"""Conformance: local stand-in images and replay of recorded container specs on Docker."""
