@@ -1,0 +1,54 @@
+"""Audit logging: the services that hold PHI record who did what, and nobody turns it off."""
+
+import re
+
+from pulumi_policy import Severity
+
+from .framework import CONTAINER, resource_policy
+from .inputs import command_line, environment, service, uploads_text
+
+AUDIT = "164.312(b)"
+ACTIVITY_REVIEW = "164.308(a)(1)(ii)(D)"
+
+DATABASE_AUDIT_SETTING = re.compile(
+    r"^\s*server[_-]audit[_-]logging\s*=\s*(on|1|true)\s*$", re.IGNORECASE | re.MULTILINE
+)
+DATABASE_AUDIT_FLAG = re.compile(r"^--server[_-]audit[_-]logging(=(on|1|true))?$", re.IGNORECASE)
+ACCESS_LOG_OFF = re.compile(r"^\s*access_log\s+off\s*;", re.MULTILINE)
+EMR_AUDIT_SWITCH = "OPENEMR_SETTING_enable_auditlog"
+
+
+def audit_gaps(props) -> list[str]:
+    """What keeps a service from auditing access, by service; empty when it audits."""
+    name = service(props)
+    if name == "database":
+        configured = any(DATABASE_AUDIT_SETTING.search(text) for _, text in uploads_text(props))
+        flagged = any(DATABASE_AUDIT_FLAG.match(word) for word in command_line(props))
+        if not (configured or flagged):
+            return ["the MariaDB server_audit plugin is not logging (server_audit_logging=ON)"]
+    if name == "gateway":
+        configs = [text for path, text in uploads_text(props) if path.endswith(".conf")]
+        if any(ACCESS_LOG_OFF.search(text) for text in configs):
+            return ["nginx access logging is switched off"]
+    if name == "emr" and environment(props).get(EMR_AUDIT_SWITCH, "1") in ("0", "false"):
+        return [f"{EMR_AUDIT_SWITCH} turns the OpenEMR audit log off"]
+    return []
+
+
+def validate_audit_logging(args, report_violation):
+    for gap in audit_gaps(args.props):
+        report_violation(f"Container '{args.name}': {gap}; enable it so access to PHI is recorded.")
+
+
+POLICIES = [
+    resource_policy(
+        name="container-enable-audit-logging",
+        description="The database, gateway and EMR keep their access audit logs switched on.",
+        validate=validate_audit_logging,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[AUDIT, ACTIVITY_REVIEW],
+        remediation="Load server_audit with `server_audit_logging=ON` in MariaDB, keep nginx "
+        "`access_log` on and OpenEMR's enable_auditlog at 1.",
+    ),
+]

@@ -1,0 +1,248 @@
+"""Backups: a scheduled, encrypted job that mounts every PHI and config volume read-only.
+
+How the backup job declares itself lives in `backup_job()` alone, so a change to the
+backup container's contract is one edit here.
+"""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from itertools import pairwise
+
+from pulumi_policy import Severity
+
+from .framework import CONTAINER, VOLUME, resource_policy, schema, setting, stack_policy
+from .inputs import (
+    DATA_CLASS_LABEL,
+    environment,
+    known_items,
+    label,
+    sequence,
+    service,
+    uploads_text,
+)
+
+BACKUP_PLAN = "164.308(a)(7)(ii)(A)"
+BACKUP_STORAGE = "164.310(d)(2)(iv)"
+RECOVERY_PLAN = "164.308(a)(7)(ii)(B)"
+ENCRYPTION = "164.312(a)(2)(iv)"
+
+BACKED_UP_CLASSES = {"phi", "config"}
+CRON_MACROS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+@dataclass(frozen=True)
+class BackupJob:
+    """What the backup container declares: schedule, objective, encryption and mounts."""
+
+    schedule: str | None
+    rpo_hours: float | None
+    encrypted: bool
+    mounts: dict[str, bool]  # volume name -> mounted read-only
+
+
+def backup_job(props) -> BackupJob | None:
+    """The backup job a container runs, None when it is not the backup service."""
+    if service(props) != "backup":
+        return None
+    variables = environment(props)
+    recipient_files = [path for path, _ in uploads_text(props) if "recipient" in path.lower()]
+    try:
+        rpo_hours = float(variables["BACKUP_RPO_HOURS"])
+    except (KeyError, ValueError):
+        rpo_hours = None
+    mounts = {}
+    for volume in known_items(sequence(props, "volumes")):
+        if volume.get("volumeName"):
+            mounts[str(volume["volumeName"])] = bool(volume.get("readOnly", False))
+    return BackupJob(
+        schedule=variables.get("BACKUP_SCHEDULE"),
+        rpo_hours=rpo_hours,
+        encrypted=bool(
+            variables.get("BACKUP_AGE_RECIPIENTS", "").strip()
+            or variables.get("BACKUP_AGE_RECIPIENTS_FILE", "").strip()
+            or recipient_files
+        ),
+        mounts=mounts,
+    )
+
+
+def cron_values(field: str, low: int, high: int) -> set[int]:
+    """The values one cron field selects; ValueError when it cannot be read."""
+    values: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = low, high
+        elif "-" in span:
+            first, last = (int(bound) for bound in span.split("-", 1))
+        else:
+            first = int(span)
+            last = high if step_text else first
+        if not low <= first <= last <= high or step < 1:
+            raise ValueError(field)
+        values.update(range(first, last + 1, step))
+    return values
+
+
+def longest_gap_hours(expression: str) -> float:
+    """The longest time between two runs of a five-field cron schedule, over two years."""
+    fields = CRON_MACROS.get(expression.strip(), expression).split()
+    if len(fields) != 5:
+        raise ValueError(expression)
+    selected = [
+        cron_values(field, *bounds) for field, bounds in zip(fields, CRON_RANGES, strict=True)
+    ]
+    minutes, hours, days, months, weekdays = selected
+    weekdays = {day % 7 for day in weekdays}
+    day_limited, weekday_limited = fields[2] != "*", fields[4] != "*"
+    times = sorted(hour * 60 + minute for hour in hours for minute in minutes)
+    start = date(2025, 1, 1)
+    run_days = []
+    for offset in range(731):
+        day = start + timedelta(days=offset)
+        on_day, on_weekday = day.day in days, day.isoweekday() % 7 in weekdays
+        matches = on_day or on_weekday if day_limited and weekday_limited else on_day and on_weekday
+        if day.month in months and matches:
+            run_days.append(offset)
+    if not run_days:
+        raise ValueError(expression)
+    gap = max((later - earlier for earlier, later in pairwise(times)), default=0)
+    for earlier, later in pairwise(run_days):
+        gap = max(gap, (later - earlier) * 1440 - times[-1] + times[0])
+    return gap / 60
+
+
+def schedule_gap_hours(schedule: str) -> float | None:
+    try:
+        return longest_gap_hours(schedule)
+    except ValueError:
+        return None
+
+
+def validate_backup_encryption(args, report_violation):
+    job = backup_job(args.props)
+    if job is None:
+        return
+    if not job.encrypted:
+        report_violation(
+            f"Backup job '{args.name}' has no encryption recipient; set BACKUP_AGE_RECIPIENTS "
+            "or upload a recipients file so archives are encrypted at rest."
+        )
+
+
+SCHEDULE_SCHEMA = schema(
+    maximumRpoHours={"type": "number", "minimum": 1, "maximum": 168, "default": 24},
+)
+
+
+def validate_backup_schedule(args, report_violation):
+    job = backup_job(args.props)
+    if job is None:
+        return
+    ceiling = setting(args, SCHEDULE_SCHEMA, "maximumRpoHours")
+    gap = schedule_gap_hours(job.schedule) if job.schedule else None
+    if gap is None:
+        report_violation(
+            f"Backup job '{args.name}' has no readable BACKUP_SCHEDULE; give it a five-field "
+            "cron expression."
+        )
+    elif job.rpo_hours is None or job.rpo_hours > ceiling:
+        report_violation(
+            f"Backup job '{args.name}' declares no recovery point objective within {ceiling} "
+            "hours; set BACKUP_RPO_HOURS."
+        )
+    elif gap > job.rpo_hours:
+        report_violation(
+            f"Backup job '{args.name}' can leave {gap:g} hours between runs, more than its "
+            f"recovery point objective of {job.rpo_hours:g} hours; run it more often."
+        )
+
+
+COVERAGE_SCHEMA = schema(
+    required={
+        "type": "boolean",
+        "default": True,
+        "description": "Whether the stack must run a backup job at all.",
+    }
+)
+
+
+def validate_backup_coverage(args, report_violation):
+    jobs = [
+        (resource, backup_job(resource.props))
+        for resource in args.resources
+        if resource.resource_type == CONTAINER
+    ]
+    jobs = [(resource, job) for resource, job in jobs if job is not None]
+    volumes = [
+        resource
+        for resource in args.resources
+        if resource.resource_type == VOLUME
+        and label(resource.props, DATA_CLASS_LABEL) in BACKED_UP_CLASSES
+    ]
+    if not jobs:
+        if volumes and setting(args, COVERAGE_SCHEMA, "required"):
+            report_violation(
+                f"No backup job protects the {len(volumes)} PHI/config volume(s); enable "
+                "`hospital:backup`."
+            )
+        return
+    mounted: dict[str, bool] = {}
+    for _, job in jobs:
+        for name, read_only in job.mounts.items():
+            mounted[name] = mounted.get(name, True) and read_only
+    for volume in volumes:
+        name = str(volume.props.get("name", volume.name))
+        if name not in mounted:
+            report_violation(
+                f"Volume '{name}' ({label(volume.props, DATA_CLASS_LABEL)}) is not mounted in "
+                "any backup job; add it to the backup container.",
+                volume.urn,
+            )
+        elif not mounted[name]:
+            report_violation(
+                f"Volume '{name}' is mounted writable in the backup job; mount it read-only.",
+                volume.urn,
+            )
+
+
+POLICIES = [
+    resource_policy(
+        name="container-enable-backup-encryption",
+        description="The backup job encrypts every archive to a configured recipient.",
+        validate=validate_backup_encryption,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[ENCRYPTION, BACKUP_STORAGE],
+        remediation="Set `hospital:backup.recipients` to the hospital's age recipient(s).",
+    ),
+    resource_policy(
+        name="container-configure-backup-schedule",
+        description="The backup schedule never leaves more time between runs than the RPO.",
+        validate=validate_backup_schedule,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[BACKUP_PLAN, RECOVERY_PLAN],
+        remediation="Set `hospital:backup.schedule` (cron) and `rpoHours` (24 or less).",
+        config_schema=SCHEDULE_SCHEMA,
+    ),
+    stack_policy(
+        name="stack-missing-backup-coverage",
+        description="A backup job mounts every PHI and config volume read-only.",
+        validate=validate_backup_coverage,
+        severity=Severity.CRITICAL,
+        citations=[BACKUP_PLAN, BACKUP_STORAGE],
+        remediation="Enable `hospital:backup` and mount every phi/config volume read-only in it.",
+        config_schema=COVERAGE_SCHEMA,
+    ),
+]

@@ -1,0 +1,470 @@
+"""Runtime hardening of containers: the CIS Docker Benchmark section 5 items and log rotation.
+
+Inputs are read with the docker provider's defaults (privileged false, restart "no",
+readOnly false, networkMode "bridge"), so a key left out is judged as the engine would see it.
+"""
+
+from pulumi_policy import Severity
+
+from .framework import CONTAINER, resource_policy, schema, setting
+from .inputs import known_items, mapping, sequence, service
+
+ACCESS_CONTROL = "164.312(a)(1)"
+INTEGRITY = "164.312(c)(1)"
+AUDIT = "164.312(b)"
+ACTIVITY_REVIEW = "164.308(a)(1)(ii)(D)"
+CONTINGENCY = "164.308(a)(7)(ii)(B)"
+
+HOST_NAMESPACE_INPUTS = ("networkMode", "pidMode", "ipcMode", "usernsMode")
+UNCONFINED_OPTIONS = {
+    "apparmor=unconfined",
+    "apparmor:unconfined",
+    "seccomp=unconfined",
+    "seccomp:unconfined",
+    "label=disable",
+    "label:disable",
+}
+NO_NEW_PRIVILEGES_OPTIONS = {
+    "no-new-privileges",
+    "no-new-privileges:true",
+    "no-new-privileges=true",
+}
+SOCKET_SUFFIXES = ("docker.sock", "containerd.sock", "podman.sock")
+ROTATING_DRIVERS = {"local", "journald", "syslog", "fluentd", "gelf", "awslogs", "splunk"}
+SIZE_UNITS = {"k": 1 / 1024, "m": 1, "g": 1024}
+
+
+def host_paths(props) -> list[str]:
+    """Host paths a container binds: `volumes[].hostPath` and bind `mounts[].source`."""
+    paths = []
+    for volume in known_items(sequence(props, "volumes")):
+        if volume.get("hostPath"):
+            paths.append(str(volume["hostPath"]))
+    for mount in known_items(sequence(props, "mounts")):
+        if mount.get("type", "volume") == "bind" and mount.get("source"):
+            paths.append(str(mount["source"]))
+    return paths
+
+
+def capability(name: str) -> str:
+    return name.upper().removeprefix("CAP_")
+
+
+def validate_privileged(args, report_violation):
+    if args.props.get("privileged", False):
+        report_violation(
+            f"Container '{args.name}' runs privileged; remove `privileged` and add only the "
+            "capabilities it needs."
+        )
+
+
+CAPABILITIES_SCHEMA = schema(
+    allowedCapabilities={
+        "type": "array",
+        "items": {"type": "string"},
+        "default": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE"],
+        "description": "Capabilities a container may add back after dropping ALL.",
+    }
+)
+
+
+def validate_capabilities(args, report_violation):
+    capabilities = mapping(args.props, "capabilities")
+    drops = {capability(name) for name in known_items(sequence(capabilities, "drops"))}
+    if "ALL" not in drops:
+        report_violation(
+            f"Container '{args.name}' keeps the default capability set; set "
+            "`capabilities.drops=['ALL']` and add back only what it needs."
+        )
+    allowed = {
+        capability(name) for name in setting(args, CAPABILITIES_SCHEMA, "allowedCapabilities")
+    }
+    for name in known_items(sequence(capabilities, "adds")):
+        if capability(name) not in allowed:
+            report_violation(
+                f"Container '{args.name}' adds capability {capability(name)}, which is not in "
+                "the allowed list; remove it or allow it in the pack config."
+            )
+
+
+def validate_no_new_privileges(args, report_violation):
+    options = {str(option) for option in known_items(sequence(args.props, "securityOpts"))}
+    if not options & NO_NEW_PRIVILEGES_OPTIONS:
+        report_violation(
+            f"Container '{args.name}' lets processes gain privileges; add "
+            "`no-new-privileges:true` to `securityOpts`."
+        )
+
+
+def validate_confinement(args, report_violation):
+    for option in known_items(sequence(args.props, "securityOpts")):
+        if str(option).replace(" ", "") in UNCONFINED_OPTIONS:
+            report_violation(
+                f"Container '{args.name}' disables a confinement profile ({option}); remove it "
+                "from `securityOpts`."
+            )
+
+
+def validate_docker_socket(args, report_violation):
+    for path in host_paths(args.props):
+        if path.rstrip("/").endswith(SOCKET_SUFFIXES):
+            report_violation(
+                f"Container '{args.name}' mounts the container runtime socket {path}; whoever "
+                "controls the container controls the host. Remove the mount."
+            )
+
+
+SENSITIVE_PATHS_SCHEMA = schema(
+    sensitivePaths={
+        "type": "array",
+        "items": {"type": "string", "pattern": "^/"},
+        "default": [
+            "/boot",
+            "/dev",
+            "/etc",
+            "/lib",
+            "/proc",
+            "/sys",
+            "/usr",
+            "/root",
+            "/run",
+            "/var/run",
+            "/var/lib/docker",
+        ],
+        "description": "Host directories no container may bind (the host root is always one).",
+    }
+)
+
+
+def validate_sensitive_paths(args, report_violation):
+    sensitive = setting(args, SENSITIVE_PATHS_SCHEMA, "sensitivePaths")
+    for path in host_paths(args.props):
+        clean = "/" + path.strip("/")
+        if clean == "/" or any(clean == root or clean.startswith(root + "/") for root in sensitive):
+            report_violation(
+                f"Container '{args.name}' binds the sensitive host path {path}; use a named "
+                "volume or a narrower directory."
+            )
+
+
+def validate_host_namespaces(args, report_violation):
+    for key in HOST_NAMESPACE_INPUTS:
+        if str(args.props.get(key, "")) == "host":
+            report_violation(
+                f"Container '{args.name}' shares the host's namespace through `{key}=host`; "
+                "remove it."
+            )
+
+
+MEMORY_SCHEMA = schema(
+    minimumMemoryMb={"type": "integer", "minimum": 4, "maximum": 1048576, "default": 32},
+    maximumMemoryMb={"type": "integer", "minimum": 4, "maximum": 1048576, "default": 65536},
+)
+
+
+def validate_memory(args, report_violation):
+    memory = int(args.props.get("memory", 0))
+    lowest = setting(args, MEMORY_SCHEMA, "minimumMemoryMb")
+    highest = setting(args, MEMORY_SCHEMA, "maximumMemoryMb")
+    if memory <= 0:
+        report_violation(
+            f"Container '{args.name}' has no memory limit; set `memory` (MB) so one service "
+            "cannot starve the others."
+        )
+    elif not lowest <= memory <= highest:
+        report_violation(
+            f"Container '{args.name}' sets memory={memory} MB, outside {lowest}-{highest} MB; "
+            "choose a limit in range."
+        )
+
+
+RESTART_SCHEMA = schema(
+    allowedPolicies={
+        "type": "array",
+        "items": {"type": "string", "enum": ["on-failure", "always", "unless-stopped"]},
+        "default": ["on-failure", "always", "unless-stopped"],
+    },
+    maximumRetries={"type": "integer", "minimum": 1, "maximum": 100, "default": 5},
+)
+
+
+def validate_restart(args, report_violation):
+    policy = str(args.props.get("restart", "no"))
+    if policy not in setting(args, RESTART_SCHEMA, "allowedPolicies"):
+        report_violation(
+            f"Container '{args.name}' has restart policy '{policy}'; set `restart` to an "
+            "allowed policy such as unless-stopped so the service returns after a failure."
+        )
+        return
+    retries = int(args.props.get("maxRetryCount", 0))
+    ceiling = setting(args, RESTART_SCHEMA, "maximumRetries")
+    if policy == "on-failure" and not 1 <= retries <= ceiling:
+        report_violation(
+            f"Container '{args.name}' restarts on failure without a bound; set "
+            f"`maxRetryCount` between 1 and {ceiling}."
+        )
+
+
+def validate_healthcheck(args, report_violation):
+    tests = [
+        str(word) for word in known_items(sequence(mapping(args.props, "healthcheck"), "tests"))
+    ]
+    if not tests or tests[0].upper() == "NONE":
+        report_violation(
+            f"Container '{args.name}' has no health check; add `healthcheck.tests` that probes "
+            "the service itself."
+        )
+
+
+LOG_SCHEMA = schema(
+    maximumFileSizeMb={"type": "number", "minimum": 1, "maximum": 10240, "default": 100},
+    maximumFiles={"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+)
+
+
+def log_size_mb(size: str) -> float | None:
+    """`max-size` such as `10m` in megabytes; None when it cannot be read."""
+    text = size.strip().lower()
+    unit = text[-1:] if text[-1:] in SIZE_UNITS else "b"
+    number = text[:-1] if unit != "b" else text
+    try:
+        return float(number) * SIZE_UNITS.get(unit, 1 / 1048576)
+    except ValueError:
+        return None
+
+
+def validate_log_rotation(args, report_violation):
+    driver = str(args.props.get("logDriver", "json-file"))
+    options = mapping(args.props, "logOpts")
+    if driver in ROTATING_DRIVERS:
+        return
+    if driver != "json-file":
+        report_violation(
+            f"Container '{args.name}' logs through '{driver}', which does not rotate; use "
+            "json-file with max-size and max-file, or local."
+        )
+        return
+    size = log_size_mb(str(options.get("max-size", "")))
+    files = options.get("max-file")
+    if size is None or files is None:
+        report_violation(
+            f"Container '{args.name}' writes json-file logs without rotation; set "
+            "`logOpts` max-size and max-file."
+        )
+        return
+    if size > setting(args, LOG_SCHEMA, "maximumFileSizeMb") or int(files) > setting(
+        args, LOG_SCHEMA, "maximumFiles"
+    ):
+        report_violation(
+            f"Container '{args.name}' keeps more log than allowed; lower `logOpts` max-size "
+            "or max-file."
+        )
+
+
+def validate_user_networks(args, report_violation):
+    # Limitation: the provider documents networkMode as "bridge" when unset but its Check does
+    # not fill it in, so only an explicit bridge/default mode is judged here.
+    mode = str(args.props.get("networkMode", ""))
+    if not list(known_items(sequence(args.props, "networksAdvanced"))):
+        report_violation(
+            f"Container '{args.name}' joins no user-defined network; attach it to its trust "
+            "zone through `networksAdvanced`."
+        )
+    elif mode in ("bridge", "default"):
+        report_violation(
+            f"Container '{args.name}' also joins the default bridge through "
+            f"`networkMode={mode}`; remove it."
+        )
+
+
+READ_ONLY_SCHEMA = schema(
+    readOnlyServices={
+        "type": "array",
+        "items": {"type": "string"},
+        "default": ["gateway", "backup"],
+        "description": "Services whose images are known to run with a read-only root.",
+    }
+)
+
+
+def validate_read_only_root(args, report_violation):
+    name = service(args.props)
+    if name not in setting(args, READ_ONLY_SCHEMA, "readOnlyServices"):
+        return
+    if not args.props.get("readOnly", False):
+        report_violation(
+            f"Container '{args.name}' ({name}) can run read-only but its root filesystem is "
+            "writable; set `readOnly=True` and give it `tmpfs` for scratch paths."
+        )
+
+
+ROOT_USER_SCHEMA = schema(
+    rootServices={
+        "type": "array",
+        "items": {"type": "string"},
+        "default": ["database", "emr"],
+        "description": "Services whose images must start as root and drop privileges.",
+    }
+)
+
+
+def validate_user(args, report_violation):
+    name = service(args.props)
+    if name in setting(args, ROOT_USER_SCHEMA, "rootServices"):
+        return
+    user = str(args.props.get("user", "")).split(":", 1)[0]
+    if user in ("", "root", "0"):
+        report_violation(
+            f"Container '{args.name}' runs as root; set `user` to an unprivileged uid:gid."
+        )
+
+
+POLICIES = [
+    resource_policy(
+        name="container-disallow-privileged",
+        description="Containers must not run in privileged mode.",
+        validate=validate_privileged,
+        resource_types=[CONTAINER],
+        severity=Severity.CRITICAL,
+        citations=[ACCESS_CONTROL, INTEGRITY],
+        cis=["5.5"],
+        remediation="Remove `privileged=True`; grant single capabilities instead.",
+    ),
+    resource_policy(
+        name="container-enforce-capability-drop-all",
+        description="Containers drop every Linux capability and add back only allowed ones.",
+        validate=validate_capabilities,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[ACCESS_CONTROL],
+        cis=["5.4"],
+        remediation="Set `capabilities={'drops': ['ALL'], 'adds': [...]}` with the minimum set.",
+        config_schema=CAPABILITIES_SCHEMA,
+    ),
+    resource_policy(
+        name="container-enable-no-new-privileges",
+        description="Containers run with no-new-privileges so setuid binaries cannot escalate.",
+        validate=validate_no_new_privileges,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[ACCESS_CONTROL],
+        cis=["5.26"],
+        remediation="Add `no-new-privileges:true` to `securityOpts`.",
+    ),
+    resource_policy(
+        name="container-disallow-unconfined-profiles",
+        description="Containers keep their AppArmor, seccomp and SELinux confinement.",
+        validate=validate_confinement,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[ACCESS_CONTROL, INTEGRITY],
+        cis=["5.2", "5.22"],
+        remediation="Remove `apparmor=unconfined`, `seccomp=unconfined` and `label=disable`.",
+    ),
+    resource_policy(
+        name="container-disallow-docker-socket",
+        description="No container mounts the Docker or containerd socket.",
+        validate=validate_docker_socket,
+        resource_types=[CONTAINER],
+        severity=Severity.CRITICAL,
+        citations=[ACCESS_CONTROL, INTEGRITY],
+        cis=["5.32"],
+        remediation="Remove the socket bind; use an API proxy with a narrow allow-list if needed.",
+    ),
+    resource_policy(
+        name="container-disallow-sensitive-host-paths",
+        description="No container binds the host root or a sensitive host directory.",
+        validate=validate_sensitive_paths,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[ACCESS_CONTROL, INTEGRITY],
+        cis=["5.6"],
+        remediation="Replace the bind mount with a named Docker volume or an upload.",
+        config_schema=SENSITIVE_PATHS_SCHEMA,
+    ),
+    resource_policy(
+        name="container-disallow-host-namespaces",
+        description="Containers share neither the host network, PID, IPC nor user namespace.",
+        validate=validate_host_namespaces,
+        resource_types=[CONTAINER],
+        severity=Severity.HIGH,
+        citations=[ACCESS_CONTROL],
+        cis=["5.10", "5.16", "5.17", "5.31"],
+        remediation="Remove `networkMode`, `pidMode`, `ipcMode` or `usernsMode` set to host.",
+    ),
+    resource_policy(
+        name="container-configure-memory-limit",
+        description="Every container has a memory limit within the configured bounds.",
+        validate=validate_memory,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[CONTINGENCY],
+        cis=["5.11"],
+        remediation="Set `memory` in MB from the service's sizing.",
+        config_schema=MEMORY_SCHEMA,
+    ),
+    resource_policy(
+        name="container-configure-restart-policy",
+        description="Containers restart after a failure, with bounded retries for on-failure.",
+        validate=validate_restart,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[CONTINGENCY],
+        cis=["5.15"],
+        remediation="Set `restart='unless-stopped'`, or on-failure with `maxRetryCount`.",
+        config_schema=RESTART_SCHEMA,
+    ),
+    resource_policy(
+        name="container-missing-healthcheck",
+        description="Every container declares a health check.",
+        validate=validate_healthcheck,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[ACTIVITY_REVIEW, CONTINGENCY],
+        cis=["5.27"],
+        remediation="Add `healthcheck` with a test that exercises the service.",
+    ),
+    resource_policy(
+        name="container-configure-log-rotation",
+        description="Container logs rotate so audit evidence is kept without filling the disk.",
+        validate=validate_log_rotation,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[AUDIT],
+        cis=["2.13"],
+        remediation="Use `logDriver='local'`, or json-file with `logOpts` max-size and max-file.",
+        config_schema=LOG_SCHEMA,
+    ),
+    resource_policy(
+        name="container-disallow-default-bridge",
+        description="Containers join user-defined trust-zone networks, not the default bridge.",
+        validate=validate_user_networks,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[ACCESS_CONTROL, "164.312(e)(1)"],
+        cis=["5.30"],
+        remediation="Attach the container to its zone networks with `networksAdvanced`.",
+    ),
+    resource_policy(
+        name="container-enable-read-only-root",
+        description="Services able to run read-only have a read-only root filesystem.",
+        validate=validate_read_only_root,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[INTEGRITY],
+        cis=["5.13"],
+        remediation="Set `readOnly=True` and mount `tmpfs` where the image writes scratch data.",
+        config_schema=READ_ONLY_SCHEMA,
+    ),
+    resource_policy(
+        name="container-disallow-root-user",
+        description="Containers run as an unprivileged user unless their image must start as root.",
+        validate=validate_user,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[ACCESS_CONTROL],
+        cis=["4.1"],
+        remediation="Set `user` to the image's service account uid:gid.",
+        config_schema=ROOT_USER_SCHEMA,
+    ),
+]
