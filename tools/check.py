@@ -1,0 +1,552 @@
+"""`python -m tools check`: the HIPAA policy pack over an offline preview, run as CrossGuard runs it.
+
+Config defaults are filled and validated against each rule's schema, props pass through the
+runtime's unknown-checking proxy, resource rules see inputs and stack rules see outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.policy import _NotApplicableError
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
+
+from policies.hipaa_rules import CHECKLIST, POLICIES
+from policies.hipaa_rules.attestations import ATTESTATION_SCHEMA, assess, recorded_attestations
+from policies.hipaa_rules.framework import STACK
+from tools.recording import RecordedResource, Recording
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACK_CONFIG_DIR = REPO_ROOT / "policies" / "config"
+PACK_NAME = "hospital-hipaa"
+LEVELS = {level.value: level for level in EnforcementLevel}
+
+
+class PackConfigError(Exception):
+    """The pack config names an unknown rule, an unknown level or breaks a rule's schema."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One reported violation: which rule, at which level, on which resource, and why."""
+
+    policy: str
+    level: str
+    severity: str
+    message: str
+    resource: str
+    urn: str
+    citations: str
+    cis: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A rule that could not run on one resource (an unknown value during preview)."""
+
+    policy: str
+    resource: str
+    message: str
+
+
+@dataclass
+class CheckResult:
+    """Everything one check produced, ready to print, serialize or turn into a report."""
+
+    stack: str
+    pack_config: str
+    violations: list[Violation] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    not_applicable: list[tuple[str, str]] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    attestations: dict[str, str] = field(default_factory=dict)
+    resources: int = 0
+    seconds: float = 0.0
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.level == EnforcementLevel.MANDATORY.value]
+
+    def by_policy(self) -> dict[str, list[Violation]]:
+        grouped: dict[str, list[Violation]] = {}
+        for violation in self.violations:
+            grouped.setdefault(violation.policy, []).append(violation)
+        return grouped
+
+
+class PackConfig:
+    """A `--policy-pack-config` file read the way the Pulumi CLI reads it.
+
+    `all` sets every rule's level; a rule's entry is a level string or an object with an
+    optional `enforcementLevel` and its properties. Properties get the schema's defaults and
+    are validated against the schema before any rule runs.
+    """
+
+    def __init__(self, document: Mapping[str, Any], policies: Sequence[Policy] = POLICIES):
+        self._policies = {policy.name: policy for policy in policies}
+        unknown = sorted(set(document) - set(self._policies) - {"all"})
+        if unknown:
+            raise PackConfigError(f"pack config names unknown rule(s): {', '.join(unknown)}")
+        self._default = _level(document.get("all", EnforcementLevel.ADVISORY.value), "all")
+        self._levels: dict[str, EnforcementLevel] = {}
+        self._properties: dict[str, dict[str, Any]] = {}
+        for name, policy in self._policies.items():
+            entry = document.get(name, {})
+            if isinstance(entry, str):
+                entry = {"enforcementLevel": entry}
+            if "enforcementLevel" in entry:
+                self._levels[name] = _level(entry["enforcementLevel"], name)
+            given = {k: v for k, v in entry.items() if k != "enforcementLevel"}
+            self._properties[name] = _validated_properties(policy, given)
+
+    @classmethod
+    def load(cls, path: Path, policies: Sequence[Policy] = POLICIES) -> PackConfig:
+        try:
+            document = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise PackConfigError(f"{path}: {error}") from error
+        if not isinstance(document, dict):
+            raise PackConfigError(f"{path}: the pack config must be a JSON object")
+        return cls(document, policies)
+
+    def level(self, policy: Policy) -> EnforcementLevel:
+        if policy.name in self._levels:
+            return self._levels[policy.name]
+        return self._default
+
+    def properties(self, policy: Policy) -> dict[str, Any]:
+        """A fresh copy of the rule's config, as the engine hands a copy to every call."""
+        return copy.deepcopy(self._properties[policy.name])
+
+
+def _level(value: Any, where: str) -> EnforcementLevel:
+    if value not in LEVELS:
+        raise PackConfigError(f"{where}: unknown enforcement level {value!r}")
+    return LEVELS[value]
+
+
+def _validated_properties(policy: Policy, given: Mapping[str, Any]) -> dict[str, Any]:
+    schema = policy.config_schema
+    if schema is None:
+        if given:
+            raise PackConfigError(f"{policy.name}: takes no properties, got {sorted(given)}")
+        return {}
+    filled = {
+        key: copy.deepcopy(spec["default"])
+        for key, spec in schema.properties.items()
+        if "default" in spec
+    }
+    filled.update(given)
+    document = {
+        "type": "object",
+        "properties": schema.properties,
+        "required": schema.required or [],
+        "additionalProperties": False,
+    }
+    errors = sorted(
+        jsonschema.Draft7Validator(document, format_checker=jsonschema.FormatChecker()).iter_errors(
+            filled
+        ),
+        key=lambda error: list(error.path),
+    )
+    if errors:
+        where = ".".join(str(part) for part in errors[0].path) or "(root)"
+        raise PackConfigError(f"{policy.name}.{where}: {errors[0].message}")
+    return filled
+
+
+def engine_props(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Props as the analyzer builds them: deserialized, then wrapped in the unknown proxy."""
+    return unknown_checking_proxy(deserialize_properties(copy.deepcopy(dict(values))))
+
+
+def _options(resource: RecordedResource | None) -> PolicyResourceOptions:
+    options = resource.options if resource else {}
+    return PolicyResourceOptions(
+        bool(options.get("protect", False)),
+        list(options.get("ignoreChanges", [])),
+        options.get("deleteBeforeReplace"),
+        list(options.get("aliasURNs", [])),
+        PolicyCustomTimeouts(0, 0, 0),
+        list(options.get("additionalSecretOutputs", [])),
+        resource.parent if resource else None,
+    )
+
+
+def resource_args(
+    resource: RecordedResource, config: Mapping[str, Any] | None = None
+) -> ResourceValidationArgs:
+    """The arguments a resource rule receives for one recorded resource (its inputs)."""
+    return ResourceValidationArgs(
+        resource.type,
+        engine_props(resource.inputs),
+        resource.urn,
+        resource.name,
+        _options(resource),
+        None,
+        config,
+    )
+
+
+def stack_urn(recording: Recording) -> str:
+    project, stack = recording.project, recording.stack
+    return f"urn:pulumi:{stack}::{project}::{STACK}::{project}-{stack}"
+
+
+def policy_resources(recording: Recording) -> list[PolicyResource]:
+    """Every resource's outputs as stack rules see them, the Stack resource first.
+
+    The Stack resource's outputs are the program's exports.
+    """
+    stack = PolicyResource(
+        STACK,
+        engine_props({name: export.value for name, export in recording.exports.items()}),
+        stack_urn(recording),
+        f"{recording.project}-{recording.stack}",
+        _options(None),
+        None,
+        None,
+        [],
+        {},
+    )
+    by_urn: dict[str, PolicyResource] = {stack.urn: stack}
+    for resource in recording.resources:
+        by_urn[resource.urn] = PolicyResource(
+            resource.type,
+            engine_props(resource.outputs),
+            resource.urn,
+            resource.name,
+            _options(resource),
+            None,
+            None,
+            [],
+            {},
+        )
+    for resource in recording.resources:
+        target = by_urn[resource.urn]
+        target.parent = by_urn.get(resource.parent or stack.urn)
+        target.dependencies = [by_urn[urn] for urn in resource.dependencies if urn in by_urn]
+        target.property_dependencies = {
+            key: [by_urn[urn] for urn in urns if urn in by_urn]
+            for key, urns in resource.property_dependencies.items()
+        }
+    return list(by_urn.values())
+
+
+def _citations(policy: Policy) -> tuple[str, tuple[str, ...]]:
+    specification = policy.framework.specification if policy.framework else ""
+    cis = tuple(tag.removeprefix("cis-docker-") for tag in policy.tags or [] if "cis" in tag)
+    return specification or "", cis
+
+
+def _reporter(
+    result: CheckResult, policy: Policy, level: EnforcementLevel, resource: str, urn: str
+) -> Callable[..., None]:
+    citations, cis = _citations(policy)
+    severity = policy.severity.value if policy.severity else "unspecified"
+
+    def report_violation(message: str, violating_urn: str | None = None) -> None:
+        result.violations.append(
+            Violation(
+                policy.name,
+                level.value,
+                severity,
+                message,
+                resource,
+                violating_urn or urn,
+                citations,
+                cis,
+            )
+        )
+
+    return report_violation
+
+
+def _run_one(
+    result: CheckResult,
+    policy: Policy,
+    args: Any,
+    report: Callable[..., None],
+    resource: str,
+) -> None:
+    """One validate call with the engine's handling of unknowns and not-applicable."""
+    try:
+        policy.validate(args, report)
+    except UnknownValueError as error:
+        result.diagnostics.append(
+            Diagnostic(
+                policy.name,
+                resource,
+                f"can't run policy '{policy.name}' from policy pack '{PACK_NAME}' during "
+                f"preview: {error.message}",
+            )
+        )
+    except _NotApplicableError as error:
+        result.not_applicable.append((policy.name, error.reason or ""))
+
+
+def evaluate(
+    recording: Recording,
+    pack_config: PackConfig,
+    *,
+    policies: Sequence[Policy] = POLICIES,
+    config_name: str = "",
+) -> CheckResult:
+    """Run every enabled rule over one recording and collect what they report."""
+    started = time.perf_counter()
+    result = CheckResult(recording.stack, config_name, resources=len(recording.resources))
+    stack_view = policy_resources(recording)
+    for policy in policies:
+        level = pack_config.level(policy)
+        if level == EnforcementLevel.DISABLED:
+            result.disabled.append(policy.name)
+            continue
+        if level == EnforcementLevel.REMEDIATE:
+            level = EnforcementLevel.MANDATORY
+        result.evaluated.append(policy.name)
+        if isinstance(policy, ResourceValidationPolicy):
+            for resource in recording.resources:
+                args = resource_args(resource, pack_config.properties(policy))
+                report = _reporter(result, policy, level, resource.name, resource.urn)
+                _run_one(result, policy, args, report, resource.name)
+        elif isinstance(policy, StackValidationPolicy):
+            args = StackValidationArgs(stack_view, pack_config.properties(policy))
+            report = _reporter(result, policy, level, "(stack)", "")
+            _run_one(result, policy, args, report, "(stack)")
+    result.attestations = _attestation_status(stack_view, pack_config, policies)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _attestation_status(
+    stack_view: list[PolicyResource], pack_config: PackConfig, policies: Sequence[Policy]
+) -> dict[str, str]:
+    rule = next(p for p in policies if p.name == "stack-missing-attestations")
+    args = StackValidationArgs(stack_view, pack_config.properties(rule))
+    config = args.get_config()
+    defaults = ATTESTATION_SCHEMA.properties
+    try:
+        entries = recorded_attestations(args)
+    except UnknownValueError:
+        return {}
+    return assess(
+        entries,
+        config.get("maximumAgeDays", defaults["maximumAgeDays"]["default"]),
+        config.get("itemMaximumAgeDays", defaults["itemMaximumAgeDays"]["default"]),
+        datetime.now(UTC).date(),
+    )
+
+
+def checklist_rows(result: CheckResult) -> list[dict[str, Any]]:
+    """The compliance matrix: checklist item -> rules -> status."""
+    violated = set(result.by_policy())
+    rows = []
+    for entry in CHECKLIST:
+        rule_states = []
+        for rule in entry.rules:
+            if rule in result.disabled or rule not in result.evaluated:
+                rule_states.append((rule, "not evaluated"))
+            else:
+                rule_states.append((rule, "violated" if rule in violated else "passing"))
+        attested = [(item, result.attestations.get(item, "missing")) for item in entry.attestations]
+        rows.append(
+            {
+                "item": entry.item,
+                "rules": rule_states,
+                "attestations": attested,
+                "status": _row_status(rule_states, attested),
+                "note": entry.note,
+            }
+        )
+    return rows
+
+
+def _row_status(rules: list[tuple[str, str]], attested: list[tuple[str, str]]) -> str:
+    if any(state == "violated" for _, state in rules):
+        return "violated"
+    if any(state != "attested" for _, state in attested):
+        return "missing"
+    if rules and all(state == "passing" for _, state in rules):
+        return "enforced and passing" + (" + attested" if attested else "")
+    if attested:
+        return "attested"
+    return "missing"
+
+
+def render_text(result: CheckResult) -> str:
+    lines = [
+        f"policy check of stack '{result.stack}' ({result.pack_config}): "
+        f"{len(result.evaluated)} rules over {result.resources} resources "
+        f"in {result.seconds * 1000:.0f} ms",
+    ]
+    for name, violations in sorted(result.by_policy().items()):
+        first = violations[0]
+        cis = f"; CIS Docker {', '.join(first.cis)}" if first.cis else ""
+        lines.append(f"\n[{first.level}] {name} ({first.severity}) — HIPAA {first.citations}{cis}")
+        lines.extend(f"  - {violation.message}" for violation in violations)
+    for diagnostic in result.diagnostics:
+        lines.append(f"\n[advisory] {diagnostic.resource}: {diagnostic.message}")
+    mandatory, total = len(result.mandatory), len(result.violations)
+    lines.append(
+        f"\n{total} violation(s), {mandatory} mandatory, {total - mandatory} advisory; "
+        f"{len(result.diagnostics)} rule run(s) waiting on unknown values"
+    )
+    return "\n".join(lines)
+
+
+def render_json(result: CheckResult) -> str:
+    document = {
+        "stack": result.stack,
+        "packConfig": result.pack_config,
+        "evaluated": result.evaluated,
+        "disabled": result.disabled,
+        "violations": [asdict(violation) for violation in result.violations],
+        "diagnostics": [asdict(diagnostic) for diagnostic in result.diagnostics],
+        "attestations": result.attestations,
+        "checklist": checklist_rows(result),
+        "mandatoryViolations": len(result.mandatory),
+        "seconds": round(result.seconds, 4),
+    }
+    return json.dumps(document, indent=2, default=list)
+
+
+def render_report(result: CheckResult) -> str:
+    """A Markdown compliance matrix for auditors."""
+    lines = [
+        f"# HIPAA compliance matrix — stack `{result.stack}`",
+        "",
+        f"Policy pack `{PACK_NAME}` with `{result.pack_config}`: {len(result.evaluated)} rules, "
+        f"{len(result.violations)} violation(s) ({len(result.mandatory)} mandatory). Attested "
+        "items are organisational controls signed off in `hospital:attestations`; they are "
+        "never counted as enforced.",
+        "",
+        "| Checklist item | Rules | Attestations | Status |",
+        "|---|---|---|---|",
+    ]
+    for row in checklist_rows(result):
+        rules = "<br>".join(f"`{rule}` ({state})" for rule, state in row["rules"]) or "—"
+        attested = "<br>".join(f"{item} ({state})" for item, state in row["attestations"]) or "—"
+        status = row["status"] + (f" — {row['note']}" if row["note"] else "")
+        lines.append(f"| {row['item']} | {rules} | {attested} | {status} |")
+    lines += [
+        "",
+        "## Rules",
+        "",
+        "| Rule | Level | HIPAA | CIS | Result |",
+        "|---|---|---|---|---|",
+    ]
+    grouped = result.by_policy()
+    for policy in POLICIES:
+        citations, cis = _citations(policy)
+        if policy.name in result.disabled:
+            outcome = "disabled"
+        else:
+            outcome = (
+                f"{len(grouped[policy.name])} violation(s)" if policy.name in grouped else "pass"
+            )
+        level = "disabled" if policy.name in result.disabled else _level_of(result, policy)
+        lines.append(
+            f"| `{policy.name}` | {level} | {citations} | {', '.join(cis) or '—'} | {outcome} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _level_of(result: CheckResult, policy: Policy) -> str:
+    for violation in result.violations:
+        if violation.policy == policy.name:
+            return violation.level
+    return "evaluated"
+
+
+def run_check(
+    stack: str,
+    stack_file: Path | None = None,
+    pack_config_file: Path | None = None,
+) -> CheckResult:
+    """Preview `stack` offline and evaluate the pack with its per-stack pack config."""
+    from tools.preview import run_program
+
+    config_path = pack_config_file or PACK_CONFIG_DIR / f"{stack}.json"
+    pack_config = PackConfig.load(config_path)
+    recording = run_program(stack, stack_file)
+    return evaluate(recording, pack_config, config_name=_display(config_path))
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `check` subcommand's options."""
+    parser.add_argument("--stack", required=True, help="stack name, e.g. prod")
+    parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.<stack>.yaml")
+    parser.add_argument(
+        "--pack-config", type=Path, help="pack config instead of policies/config/<stack>.json"
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--report",
+        nargs="?",
+        const=Path("build/compliance-<stack>.md"),
+        type=Path,
+        help="write the Markdown compliance matrix (default build/compliance-<stack>.md)",
+    )
+
+
+def run(options: argparse.Namespace) -> int:
+    """Run the gate: 0 when no mandatory rule is violated, 1 otherwise, 2 on bad input."""
+    from tools.preview import PreviewFailed
+
+    try:
+        result = run_check(options.stack, options.stack_file, options.pack_config)
+    except PackConfigError as error:
+        print(f"check: bad pack config: {error}", file=sys.stderr)
+        return 2
+    except PreviewFailed as failure:
+        print(f"check: the program failed before any rule ran: {failure}", file=sys.stderr)
+        for problem in failure.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(render_json(result) if options.format == "json" else render_text(result))
+    if options.report:
+        target = Path(str(options.report).replace("<stack>", options.stack))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render_report(result))
+        print(f"compliance matrix written to {target}", file=sys.stderr)
+    return 1 if result.mandatory else 0
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools check", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(list(argv) if argv is not None else None))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
