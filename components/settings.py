@@ -218,7 +218,7 @@ def validate_settings(
                 problems.append(Problem(f"{NAMESPACE}:{key}", None, "is required"))
             continue
         try:
-            sections[name] = TypeAdapter(field.annotation).validate_python(raw[key])
+            sections[name] = _section_adapter(name).validate_python(raw[key])
         except ValidationError as error:
             problems.extend(_problems_from(key, error))
 
@@ -229,6 +229,14 @@ def validate_settings(
     if problems:
         raise SettingsError(problems, source)
     return Settings(**sections, has_own_ca_key=has_own_ca_key)
+
+
+def _section_adapter(name: str) -> TypeAdapter:
+    """A validator for one top-level field, keeping its constraints (pattern, bounds)."""
+    field = Settings.model_fields[name]
+    if not field.metadata:
+        return TypeAdapter(field.annotation)
+    return TypeAdapter(Annotated[field.annotation, *field.metadata])
 
 
 @dataclass(frozen=True)

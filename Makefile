@@ -1,0 +1,45 @@
+# One entry point for people and CI. `make test` is the command the README and .ci/run use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= venv
+PYTHON := $(VENV)/bin/python
+POLICY_VENV := policies/venv
+STACK ?= dev
+
+.PHONY: help venv up preview destroy test lint plan check docs conformance bench restore
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create ./venv with the program, policy and test requirements
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(POLICY_VENV)/.installed: policies/requirements.txt
+	python3 -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet -r policies/requirements.txt
+	touch $@
+
+up: venv $(POLICY_VENV)/.installed ## pulumi up for STACK (default dev) on the local Docker engine
+	scripts/pulumi-local.sh $(STACK) up
+
+preview: venv $(POLICY_VENV)/.installed ## pulumi preview for STACK with the policy pack
+	scripts/pulumi-local.sh $(STACK) preview
+
+destroy: venv ## pulumi destroy for STACK (prod volumes are retained)
+	scripts/pulumi-local.sh $(STACK) destroy
+
+test: venv ## unit, policy and backup tests (no Docker engine needed)
+	$(PYTHON) -m pytest -m "not conformance" tests
+
+lint: venv ## ruff format check and lint
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+plan: venv ## offline preview of STACK as a resource tree (FORMAT=json for the recording)
+	$(PYTHON) -m tools plan --stack $(STACK) --format $(or $(FORMAT),text)
