@@ -43,3 +43,22 @@ lint: venv ## ruff format check and lint
 
 plan: venv ## offline preview of STACK as a resource tree (FORMAT=json for the recording)
 	$(PYTHON) -m tools plan --stack $(STACK) --format $(or $(FORMAT),text)
+
+readme: venv ## renew the settings reference in README.md from the settings models
+	$(PYTHON) -m tools settings-reference --write README.md
+
+check: venv ## policy gate over the offline preview of STACK (exit 1 on mandatory violations)
+	$(PYTHON) -m tools check --stack $(STACK)
+
+docs: venv ## write docs/STACK.md from the offline preview
+	$(PYTHON) -m tools docs --stack $(STACK)
+
+conformance: venv ## run the recorded stacks on a real Docker engine with real clients
+	conformance/engine.sh
+	$(PYTHON) -m pytest -m conformance tests/conformance
+
+bench: venv ## benchmarks: preview, policy check, clinical path, backup (figures + JSON)
+	mkdir -p build/bench
+	for bench in tests/bench/bench_*.py; do \
+	  $(PYTHON) $$bench --out build/bench/$$(basename $$bench .py).json || exit 1; \
+	done

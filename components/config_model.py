@@ -35,6 +35,7 @@ class StackModel(BaseModel):
 
 
 def _pinned(reference: str) -> str:
+    """pinned to a version tag or a sha256 digest, never `latest`"""
     match = _PINNED_IMAGE.match(reference)
     if match is None:
         raise ValueError("must be an image reference such as 'mariadb:11.4.8'")
