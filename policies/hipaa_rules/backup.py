@@ -14,7 +14,7 @@ from .framework import CONTAINER, VOLUME, resource_policy, schema, setting, stac
 from .inputs import (
     DATA_CLASS_LABEL,
     environment,
-    known_items,
+    every_item,
     label,
     sequence,
     service,
@@ -53,14 +53,14 @@ def backup_job(props) -> BackupJob | None:
     """The backup job a container runs, None when it is not the backup service."""
     if service(props) != "backup":
         return None
-    variables = environment(props)
+    variables = environment(props, complete=True)
     recipient_files = [path for path, _ in uploads_text(props) if "recipient" in path.lower()]
     try:
         rpo_hours = float(variables["BACKUP_RPO_HOURS"])
     except (KeyError, ValueError):
         rpo_hours = None
     mounts = {}
-    for volume in known_items(sequence(props, "volumes")):
+    for volume in every_item(sequence(props, "volumes")):
         if volume.get("volumeName"):
             mounts[str(volume["volumeName"])] = bool(volume.get("readOnly", False))
     return BackupJob(

@@ -196,7 +196,7 @@ def validate_database_tls(args, report_violation):
                 "configure the server certificate from the hospital CA."
             )
     if name == "emr":
-        variables = environment(args.props)
+        variables = environment(args.props, complete=True)
         if not any(variables.get(key) == "1" for key in EMR_TLS_VARIABLES):
             report_violation(
                 f"EMR container '{args.name}' connects to the database without TLS; set "

@@ -7,7 +7,7 @@ readOnly false, networkMode "bridge"), so a key left out is judged as the engine
 from pulumi_policy import Severity
 
 from .framework import CONTAINER, resource_policy, schema, setting
-from .inputs import known_items, mapping, sequence, service
+from .inputs import every_item, known_items, mapping, sequence, service
 
 ACCESS_CONTROL = "164.312(a)(1)"
 INTEGRITY = "164.312(c)(1)"
@@ -70,7 +70,7 @@ CAPABILITIES_SCHEMA = schema(
 
 def validate_capabilities(args, report_violation):
     capabilities = mapping(args.props, "capabilities")
-    drops = {capability(name) for name in known_items(sequence(capabilities, "drops"))}
+    drops = {capability(name) for name in every_item(sequence(capabilities, "drops"))}
     if "ALL" not in drops:
         report_violation(
             f"Container '{args.name}' keeps the default capability set; set "
@@ -88,7 +88,7 @@ def validate_capabilities(args, report_violation):
 
 
 def validate_no_new_privileges(args, report_violation):
-    options = {str(option) for option in known_items(sequence(args.props, "securityOpts"))}
+    options = {str(option) for option in every_item(sequence(args.props, "securityOpts"))}
     if not options & NO_NEW_PRIVILEGES_OPTIONS:
         report_violation(
             f"Container '{args.name}' lets processes gain privileges; add "
@@ -265,7 +265,7 @@ def validate_user_networks(args, report_violation):
     # Limitation: the provider documents networkMode as "bridge" when unset but its Check does
     # not fill it in, so only an explicit bridge/default mode is judged here.
     mode = str(args.props.get("networkMode", ""))
-    if not list(known_items(sequence(args.props, "networksAdvanced"))):
+    if not len(sequence(args.props, "networksAdvanced")):
         report_violation(
             f"Container '{args.name}' joins no user-defined network; attach it to its trust "
             "zone through `networksAdvanced`."

@@ -49,6 +49,9 @@ def default_password_findings(props) -> list[str]:
         if variables.get(switch, "") not in ("", "0", "no", "false"):
             findings.append(f"{switch} allows a database root account without password")
     fallbacks = IMAGE_DEFAULTS.get(service(props) or "", {})
+    if fallbacks:
+        # Judging an unset variable needs every entry: an unknown one may be that variable.
+        variables = environment(props, complete=True)
     if not any(key in variables for key in EDR_SELF_CONFIGURED):
         findings += [
             f"{name} is unset, so the image uses its default"

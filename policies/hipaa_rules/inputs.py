@@ -50,6 +50,15 @@ def known_items(items: Sequence[Any]) -> Iterator[Any]:
             continue
 
 
+def every_item(items: Sequence[Any]) -> list[Any]:
+    """Every element of a list; an unknown one raises UnknownValueError, as the engine expects.
+
+    Rules that demand something be present read with this: an unknown element might be it.
+    Rules that forbid something read `known_items`: an unknown element cannot break them yet.
+    """
+    return [items[index] for index in range(len(items))]
+
+
 def label(props: Mapping[str, Any], key: str) -> str | None:
     """The value of a Docker label (`labels: [{label, value}]`), None when absent."""
     for entry in known_items(sequence(props, "labels")):
@@ -70,10 +79,14 @@ def service(props: Mapping[str, Any], image_reference: str = "") -> str | None:
     return None
 
 
-def environment(props: Mapping[str, Any]) -> dict[str, str]:
-    """`envs` (`["K=V", ...]`) as a dict of the known entries. Values may be secret."""
+def environment(props: Mapping[str, Any], complete: bool = False) -> dict[str, str]:
+    """`envs` (`["K=V", ...]`) as a dict. Values may be secret.
+
+    `complete=True` is for judging a variable's absence: an unknown entry then raises.
+    """
+    entries = sequence(props, "envs")
     variables: dict[str, str] = {}
-    for entry in known_items(sequence(props, "envs")):
+    for entry in every_item(entries) if complete else known_items(entries):
         name, _, value = str(entry).partition("=")
         variables[name] = value
     return variables
@@ -99,18 +112,24 @@ def is_loopback(address: str) -> bool:
 
 
 def uploads_text(props: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(container path, text) of every upload given inline as `content`."""
-    for upload in known_items(sequence(props, "uploads")):
+    """(container path, text) of every upload given inline as `content`; unknowns raise."""
+    for upload in every_item(sequence(props, "uploads")):
         if isinstance(upload, Mapping) and isinstance(upload.get("content"), str):
             yield str(upload.get("file", "")), upload["content"]
 
 
-def network_names(props: Mapping[str, Any]) -> list[str]:
-    """Names of the user-defined networks a container joins."""
+def network_names(props: Mapping[str, Any], complete: bool = False) -> list[str]:
+    """Names of the user-defined networks a container joins; unknown ones skipped unless
+    `complete=True`, which raises on them."""
     names = []
-    for attachment in known_items(sequence(props, "networksAdvanced")):
-        if isinstance(attachment, Mapping) and attachment.get("name"):
+    for attachment in every_item(sequence(props, "networksAdvanced")):
+        try:
             names.append(str(attachment["name"]))
+        except UnknownValueError:
+            if complete:
+                raise
+        except KeyError:
+            continue
     return names
 
 

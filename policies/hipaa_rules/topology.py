@@ -8,7 +8,16 @@ import ipaddress
 from pulumi_policy import Severity
 
 from .framework import CONTAINER, NETWORK, schema, setting, stack_policy
-from .inputs import ZONE_LABEL, known_items, label, mapping, network_names, sequence, service
+from .inputs import (
+    ZONE_LABEL,
+    every_item,
+    known_items,
+    label,
+    mapping,
+    network_names,
+    sequence,
+    service,
+)
 
 ACCESS_CONTROL = "164.312(a)(1)"
 TRANSMISSION = "164.312(e)(1)"
@@ -110,14 +119,15 @@ def validate_intrusion_detection(args, report_violation):
         return
     zones = network_zones(args.resources)
     for server in servers:
-        tests = list(known_items(sequence(mapping(server.props, "healthcheck"), "tests")))
+        tests = every_item(sequence(mapping(server.props, "healthcheck"), "tests"))
         if not tests:
             report_violation(
                 f"EDR server '{server.name}' has no health check, so a dead sensor goes "
                 "unnoticed; add one.",
                 server.urn,
             )
-        if "security" not in {zones.get(name) for name in network_names(server.props)}:
+        joined = network_names(server.props, complete=True)
+        if "security" not in {zones.get(name) for name in joined}:
             report_violation(
                 f"EDR server '{server.name}' is outside the security zone; attach it there.",
                 server.urn,
