@@ -11,12 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tools import plan
+from tools import check, plan
 from tools.commandline import report_failure
 from tools.preview import PreviewFailed
 from tools.stack_config import StackConfigError
 
-COMMANDS = (plan,)
+COMMANDS = (plan, check)
 
 
 def build_parser() -> argparse.ArgumentParser:

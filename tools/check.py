@@ -1,4 +1,4 @@
-"""`python -m tools check`: the HIPAA policy pack over an offline preview, run as CrossGuard runs it.
+"""`python -m tools check`: the HIPAA policy pack over an offline preview, as CrossGuard runs it.
 
 Config defaults are filled and validated against each rule's schema, props pass through the
 runtime's unknown-checking proxy, resource rules see inputs and stack rules see outputs.
@@ -11,7 +11,7 @@ import copy
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +36,15 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 from policies.hipaa_rules import CHECKLIST, POLICIES
 from policies.hipaa_rules.attestations import ATTESTATION_SCHEMA, assess, recorded_attestations
 from policies.hipaa_rules.framework import STACK
+from tools.commandline import add_stack_arguments
+from tools.preview import run_program
 from tools.recording import RecordedResource, Recording
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_CONFIG_DIR = REPO_ROOT / "policies" / "config"
 PACK_NAME = "hospital-hipaa"
+NAME = "check"
+HELP = "run the HIPAA policy pack over the offline preview; exit 1 on a mandatory violation"
 LEVELS = {level.value: level for level in EnforcementLevel}
 
 
@@ -485,13 +489,16 @@ def run_check(
     stack: str,
     stack_file: Path | None = None,
     pack_config_file: Path | None = None,
+    **preview_options: Any,
 ) -> CheckResult:
-    """Preview `stack` offline and evaluate the pack with its per-stack pack config."""
-    from tools.preview import run_program
+    """Preview `stack` offline and evaluate the pack with its per-stack pack config.
 
+    :raises PackConfigError: the pack config is invalid (before the program runs).
+    :raises PreviewFailed: the program failed, so no rule could run.
+    """
     config_path = pack_config_file or PACK_CONFIG_DIR / f"{stack}.json"
     pack_config = PackConfig.load(config_path)
-    recording = run_program(stack, stack_file)
+    recording = run_program(stack, stack_file, **preview_options)
     return evaluate(recording, pack_config, config_name=_display(config_path))
 
 
@@ -504,8 +511,7 @@ def _display(path: Path) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `check` subcommand's options."""
-    parser.add_argument("--stack", required=True, help="stack name, e.g. prod")
-    parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.<stack>.yaml")
+    add_stack_arguments(parser)
     parser.add_argument(
         "--pack-config", type=Path, help="pack config instead of policies/config/<stack>.json"
     )
@@ -519,34 +525,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(options: argparse.Namespace) -> int:
-    """Run the gate: 0 when no mandatory rule is violated, 1 otherwise, 2 on bad input."""
-    from tools.preview import PreviewFailed
-
+def run(args: argparse.Namespace) -> int:
+    """The gate: 0 when no mandatory rule is violated, 1 otherwise, 2 on a bad pack config."""
     try:
-        result = run_check(options.stack, options.stack_file, options.pack_config)
+        result = run_check(
+            args.stack,
+            args.stack_file,
+            args.pack_config,
+            project_dir=args.project_dir,
+            secrets_file=args.secrets,
+            seed=args.seed,
+        )
     except PackConfigError as error:
-        print(f"check: bad pack config: {error}", file=sys.stderr)
+        print(f"error: bad pack config: {error}", file=sys.stderr)
         return 2
-    except PreviewFailed as failure:
-        print(f"check: the program failed before any rule ran: {failure}", file=sys.stderr)
-        for problem in failure.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print(render_json(result) if options.format == "json" else render_text(result))
-    if options.report:
-        target = Path(str(options.report).replace("<stack>", options.stack))
+    print(render_json(result) if args.format == "json" else render_text(result))
+    if args.report:
+        target = Path(str(args.report).replace("<stack>", args.stack))
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render_report(result))
         print(f"compliance matrix written to {target}", file=sys.stderr)
     return 1 if result.mandatory else 0
-
-
-def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools check", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(list(argv) if argv is not None else None))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

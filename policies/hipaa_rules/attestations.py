@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 from pulumi_policy import Severity
 
-from .framework import STACK, schema, setting, stack_policy
+from .framework import STACK, citation_suffix, schema, setting, stack_policy
 from .inputs import known_items, sequence
 
 TRAINING = "164.308(a)(5)(i)"
@@ -30,6 +30,16 @@ ITEMS = (
     "physical-security",
 )
 EXTRA_ITEMS = ("topology-review", "alert-routing")
+ITEM_CITATIONS = {
+    "staff-training": TRAINING,
+    "restore-test": TESTING,
+    "risk-assessment": RISK_ANALYSIS,
+    "third-party-assessment": EVALUATION,
+    "vpn": TRANSMISSION,
+    "physical-security": PHYSICAL,
+    "topology-review": RISK_ANALYSIS,
+    "alert-routing": "164.308(a)(1)(ii)(D)",
+}
 
 ATTESTATION_SCHEMA = schema(
     requiredItems={
@@ -109,13 +119,18 @@ def assess(entries, default_age: int, item_ages: Mapping, today: date) -> dict[s
     return status
 
 
+def cite(item: str) -> str:
+    return citation_suffix([ITEM_CITATIONS.get(item, EVALUATION)], ())
+
+
 def validate_attestations(args, report_violation):
     entries = recorded_attestations(args)
     for entry in entries:
         if attested_on(entry) is None or not entry.get("by") or not entry.get("evidence"):
+            item = str(entry.get("item"))
             report_violation(
-                f"Attestation '{entry.get('item')}' lacks a date, a signer or evidence; "
-                "complete it in `hospital:attestations`."
+                f"Attestation '{item}' lacks a date, a signer or evidence; complete it in "
+                f"`hospital:attestations`. {cite(item)}"
             )
     status = assess(
         entries,
@@ -127,11 +142,12 @@ def validate_attestations(args, report_violation):
         if status[item] == "missing":
             report_violation(
                 f"No attestation for '{item}'; record who signed it off, when, and the "
-                "evidence in `hospital:attestations`."
+                f"evidence in `hospital:attestations`. {cite(item)}"
             )
         elif status[item] != "attested":
             report_violation(
-                f"Attestation '{item}' is {status[item]}; repeat the control and record it again."
+                f"Attestation '{item}' is {status[item]}; repeat the control and record it "
+                f"again. {cite(item)}"
             )
 
 
@@ -146,5 +162,6 @@ POLICIES = [
         "staff training, restore test, risk assessment, third-party assessment, VPN and "
         "physical security.",
         config_schema=ATTESTATION_SCHEMA,
+        cites_per_message=True,
     ),
 ]

@@ -108,12 +108,16 @@ def stack_policy(
     cis: Sequence[str] = (),
     config_schema: PolicyConfigSchema | None = None,
     tags: Sequence[str] = (),
+    cites_per_message: bool = False,
 ) -> StackValidationPolicy:
-    """A stack rule over every resource's outputs, citing its sources."""
+    """A stack rule over every resource's outputs, citing its sources.
+
+    `cites_per_message=True` leaves the citation to each message (a rule spanning sections).
+    """
     suffix = citation_suffix(citations, cis)
 
     def cited(args: StackValidationArgs, report_violation: Callable[..., None]) -> None:
-        validate(args, _cited(report_violation, suffix))
+        validate(args, report_violation if cites_per_message else _cited(report_violation, suffix))
 
     return StackValidationPolicy(
         name=name,
