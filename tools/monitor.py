@@ -135,6 +135,9 @@ class RecordingMonitor(MockMonitor):
     `pulumi.runtime.rpc.wrap_rpc_secret`. Components are passed to the mocks too.
     """
 
+    # Limitation: `Resource.get` reads (ReadResource) go to the base class unrecorded; the
+    # program creates everything it manages, so a read would be an outside dependency.
+
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
         self.stack_urn: str | None = None

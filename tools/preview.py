@@ -167,6 +167,9 @@ def _isolated_run(project_dir: Path, config: StackConfig) -> Iterator[None]:
 
     The language host runs a program from its project directory; so does this.
     """
+    # Limitation: modules the program imports (components.*) stay in sys.modules between
+    # runs, which keeps repeat runs fast; two projects with same-named packages therefore
+    # cannot be previewed in one process.
     saved_env = {k: v for k, v in os.environ.items() if k.startswith("PULUMI_CONFIG")}
     for key in saved_env:
         del os.environ[key]

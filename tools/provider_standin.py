@@ -17,6 +17,7 @@ from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs, Mocks
 from tools import standin_docker as docker
 from tools import standin_random as randomness
 from tools import standin_tls as tls
+from tools.monitor import unwrap_secrets
 
 
 class StandInError(RunError):
@@ -87,12 +88,13 @@ class ProviderStandIn(Mocks):
         except (ValueError, KeyError, TypeError) as rejected:
             raise StandInError(f"{args.typ} {args.name!r}: {rejected}") from rejected
 
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         function = self._functions.get(args.token)
+        arguments = unwrap_secrets(dict(args.args), "", set())
         if function is None:
-            return dict(args.args), None
+            return arguments, []
         try:
-            return function(args.args), None
+            return function(arguments), []
         except (ValueError, KeyError, TypeError) as rejected:
             raise StandInError(f"{args.token}: {rejected}") from rejected
 
