@@ -7,7 +7,9 @@ from typing import Any
 import pulumi
 
 from components.credentials import Credentials
+from components.gateway import Gateway
 from components.network import TrustZones
+from components.pacs import Pacs
 from components.pki import Pki
 from components.platform import Platform
 from components.settings import Settings
@@ -40,6 +42,21 @@ class HospitalDataCenter(pulumi.ComponentResource):
 
         self.endpoints: dict[str, pulumi.Input[Any]] = {}
         self.extra_exports: dict[str, pulumi.Input[Any]] = {}
+
+        self.pacs = Pacs("pacs", self.platform, child)
+        self.endpoints["pacs"] = self.pacs.https_endpoint
+        self.extra_exports["dicom"] = self.pacs.dicom_endpoint
+
+        # Every service with a web interface that exists in this build.
+        web_services = [getattr(self, name, None) for name in ("emr", "pacs", "edr")]
+        web_services = [service for service in web_services if service is not None]
+        self.gateway = Gateway(
+            "gateway",
+            self.platform,
+            [service.site for service in web_services],
+            upstreams=[service.container for service in web_services],
+            opts=child,
+        )
 
         self.register_outputs({"endpoints": self.endpoints})
 
