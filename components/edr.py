@@ -1,25 +1,92 @@
-"""Velociraptor EDR: the image contract, its settings and (below) the component."""
+"""Velociraptor EDR: the image contract, its settings, the server component and the rendering of
+the hospital artifacts it serves. The GUI is published only by the gateway, on the management
+address; the frontend for agents only on the agents' address.
+"""
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import field_validator
+import pulumi
+import yaml
+from pydantic import Field, field_validator
 
 from components.config_model import MemoryMb, PinnedImage, Port, StackModel
+
+if TYPE_CHECKING:
+    from components.platform import Platform, WebSite
 
 IMAGE = "ghcr.io/velocidex/velociraptor-server:0.77.3"
 MINIMUM_VERSION = (0, 77, 3)
 ALIAS = "velociraptor"
+SERVICE = "edr"
+ADMIN_ACCOUNT = "edr-admin"
+ADMIN_USER = "admin"
+"""The user the image's entrypoint creates at first start (`user add admin ...`)."""
+
+# The image's contract (Docker/entrypoint and Docker/init.vql of the Velociraptor repository):
+# the entrypoint reads these variables, and init.vql builds the first server config from them.
+HOSTNAME_VARIABLE = "VELOCIRAPTOR_HOSTNAME"
+FRONTEND_PORT_VARIABLE = "VELOCIRAPTOR_FRONTEND_PORT"
+GUI_PORT_VARIABLE = "VELOCIRAPTOR_GUI_PORT"
+DATASTORE_VARIABLE = "VELOCIRAPTOR_DATASTORE_PATH"
+CONFIG_PATH_VARIABLE = "VELOCIRAPTOR_CONFIG_PATH"
+ADMIN_PASSWORD_VARIABLE = "VELOCIRAPTOR_INITIAL_ADMIN_PASSWORD"
+NO_INITIALIZE_VARIABLE = "VELOCIRAPTOR_NO_INITIALIZE"
+LITERAL_CONFIG_VARIABLE = "VELOCIRAPTOR_LITERAL_CONFIG"
+IMAGE_VARIABLES = frozenset(
+    {
+        HOSTNAME_VARIABLE,
+        FRONTEND_PORT_VARIABLE,
+        GUI_PORT_VARIABLE,
+        DATASTORE_VARIABLE,
+        CONFIG_PATH_VARIABLE,
+        ADMIN_PASSWORD_VARIABLE,
+        NO_INITIALIZE_VARIABLE,
+        LITERAL_CONFIG_VARIABLE,
+    }
+)
+IMAGE_DEFAULT_PASSWORD = "password"
+
+CONFIG_DIR = "/etc/velociraptor/"
+CONFIG_FILE = f"{CONFIG_DIR}server.config.yaml"
+DATASTORE_DIR = "/datastore/"
+ARTIFACTS_DIR = "/custom_artifacts/"
+"""The only directory the image's generated config lists in artifact_definitions_directories."""
+INITIALIZE_ARTIFACT = "Container.InitializeServer"
+BINARY = "/bin/velociraptor"
+METRICS_URL = "http://127.0.0.1:8003/metrics"
+"""Velociraptor's monitoring endpoint, bound to loopback by the generated config."""
+SERVER_CERTIFICATE_NAME = "VelociraptorServer"
+SERVER_CERTIFICATE_DAYS = 365
+"""Lifetime Velociraptor gives the server certificate it generates (its CA lasts 10 years)."""
+
+ARTIFACTS_SOURCE = Path(__file__).resolve().parent.parent / "edr" / "artifacts"
+DOCKER_VOLUMES_ROOT = "/var/lib/docker/volumes"
+PHI_AUDIT_KEY = "hospital-phi"
+TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=256m"}
 
 
 class EdrSettings(StackModel):
-    """Velociraptor: image (0.77.3 or later), memory and the ports for agents and the GUI."""
+    """Velociraptor: image (0.77.3 or later), memory, the ports for agents and the GUI, the
+    probe period of the service health artifact and the recorded server certificate issue date.
+    """
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 1024
     frontend_port: Port = 8000
     gui_port: Port = 8889
+    probe_period_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
+    certificate_issued: datetime.date | None = Field(
+        default=None,
+        description="the day the server generated or last reissued its certificate",
+    )
+    certificate_validity_days: Annotated[int, Field(ge=30, le=3650)] = SERVER_CERTIFICATE_DAYS
 
     @field_validator("image")
     @classmethod
@@ -28,3 +95,325 @@ class EdrSettings(StackModel):
         if version and tuple(int(part) for part in version.groups()) < MINIMUM_VERSION:
             raise ValueError("must be Velociraptor 0.77.3 or later (earlier releases have CVEs)")
         return image
+
+    @field_validator("certificate_issued")
+    @classmethod
+    def _issued_in_past(cls, issued: datetime.date | None) -> datetime.date | None:
+        if issued is not None and issued > datetime.date.today():
+            raise ValueError("must not lie in the future")
+        return issued
+
+
+class Edr(pulumi.ComponentResource):
+    """The Velociraptor server in the security zone, with the hospital artifacts.
+
+    :param name: the component's resource name.
+    :param platform: the shared foundation.
+    :param watched_sites: web interfaces the server probes through the gateway on a schedule
+        (`Hospital.Server.ServiceHealth`), e.g. `[emr.site, pacs.site]`.
+    :param opts: resource options; pass the data center as parent.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        platform: Platform,
+        watched_sites: Sequence[WebSite] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        # Imported here: the platform imports the settings, which import this module's model.
+        from components.platform import Healthcheck, Mount, Publish, Upload, WebSite
+
+        super().__init__("hospital:components:Edr", name, None, opts)
+        settings = platform.settings
+        edr = settings.edr
+        self.container_name = platform.container_name(SERVICE)
+
+        # Limitation: the server's private keys (CA, frontend, GUI gateway) live in the config
+        # volume in plain text, as Velociraptor requires to start unattended; the volume is
+        # class "config" so that the backup covers it, encrypted.
+        self.config_volume = platform.volumes.create(SERVICE, "config", "config", self)
+        # Collected forensic data (uploaded files, log lines, query results) can hold PHI.
+        self.datastore_volume = platform.volumes.create(SERVICE, "datastore", "phi", self)
+        self.artifacts_volume = platform.volumes.create(SERVICE, "artifacts", "config", self)
+
+        phi_volumes = [volume.name for volume in platform.volumes.of_class("phi")]
+        log_volumes = {volume.service: volume.name for volume in platform.volumes.of_class("logs")}
+        if "pacs" not in log_volumes:
+            pulumi.log.warn(
+                "edr: PACS has no logs volume, so Hospital.Client.DicomTraffic has no Orthanc "
+                "log file to read on the host",
+                self,
+            )
+        self.artifact_names = sorted(path.stem for path in artifact_files())
+        rendered = pulumi.Output.from_input(platform.pki.ca_cert_pem).apply(
+            lambda ca_pem: render_artifacts(
+                artifact_defaults(
+                    watched_sites=watched_sites,
+                    probe_period_seconds=edr.probe_period_seconds,
+                    frontend_port=edr.frontend_port,
+                    root_ca_pem=ca_pem,
+                    allowed_aets=[modality.aet for modality in settings.pacs.modalities.values()],
+                    log_volumes=log_volumes,
+                )
+            )
+        )
+
+        self.container = platform.container(
+            SERVICE,
+            image=edr.image,
+            zones=["security"],
+            aliases=[ALIAS],
+            envs=server_environment(
+                hostname=str(settings.addresses.agents),
+                frontend_port=edr.frontend_port,
+                gui_port=edr.gui_port,
+            ),
+            # Limitation: the image reads the initial admin password only from this variable
+            # (no *_FILE variant), so it shows in `docker inspect`; it is used once, at the
+            # first start, after which the account lives in the datastore.
+            secret_envs={ADMIN_PASSWORD_VARIABLE: platform.credentials.password(ADMIN_ACCOUNT)},
+            mounts=[
+                Mount(self.config_volume, CONFIG_DIR),
+                Mount(self.datastore_volume, DATASTORE_DIR),
+                # An empty named volume receives the image's own files at this path when the
+                # container is created (Docker's volume copy-up), so Container.InitializeServer
+                # stays beside the uploaded hospital artifacts.
+                Mount(self.artifacts_volume, ARTIFACTS_DIR),
+            ],
+            uploads=[
+                Upload(f"{ARTIFACTS_DIR}{artifact}.yaml", rendered[artifact])
+                for artifact in self.artifact_names
+            ],
+            publish=[
+                Publish(
+                    address=str(settings.addresses.agents),
+                    host_port=edr.frontend_port,
+                    container_port=edr.frontend_port,
+                    purpose="EDR frontend for enrolled agents",
+                )
+            ],
+            healthcheck=Healthcheck(
+                test=["CMD", "wget", "-q", "-O", "/dev/null", METRICS_URL],
+                start_period="120s",
+            ),
+            memory_mb=edr.memory_mb,
+            tmpfs=TMPFS,
+            parent=self,
+        )
+
+        self.site = WebSite(
+            service=SERVICE,
+            host_name=settings.host_name(SERVICE),
+            upstream_host=ALIAS,
+            upstream_port=edr.gui_port,
+            zone="security",
+            listen_address=str(settings.addresses.management),
+            listen_port=edr.gui_port,
+            upstream_tls=True,
+        )
+        self.gui_url = f"https://{self.site.host_name}:{edr.gui_port}/"
+        self.frontend_url = f"https://{settings.addresses.agents}:{edr.frontend_port}/"
+
+        today = datetime.date.today()
+        self.certificate = server_certificate(edr, settings.pki.early_renewal_days)
+        for warning in certificate_warnings(self.certificate, today, settings.is_prod):
+            pulumi.log.warn(f"edr: {warning}", self)
+
+        self.exports: dict[str, Any] = {
+            "guiUrl": self.gui_url,
+            "guiAddress": str(settings.addresses.management),
+            "agentFrontendUrl": self.frontend_url,
+            "adminUser": ADMIN_USER,
+            "adminPasswordAccount": ADMIN_ACCOUNT,
+            "artifacts": self.artifact_names,
+            "serverEvents": [n for n in self.artifact_names if n.startswith("Hospital.Server.")],
+            "clientEvents": [n for n in self.artifact_names if n.startswith("Hospital.Client.")],
+            "serverCertificate": self.certificate,
+            "enrolment": enrolment(self.container_name, self.frontend_url),
+            "auditRules": audit_rules(phi_volumes),
+            "volumes": {
+                "config": self.config_volume.name,
+                "datastore": self.datastore_volume.name,
+                "artifacts": self.artifacts_volume.name,
+            },
+        }
+        self.register_outputs({"guiUrl": self.gui_url, "agentFrontendUrl": self.frontend_url})
+
+
+def server_environment(*, hostname: str, frontend_port: int, gui_port: int) -> dict[str, str]:
+    """The image's variables except the password: what the first config is generated from."""
+    return {
+        HOSTNAME_VARIABLE: hostname,
+        FRONTEND_PORT_VARIABLE: str(frontend_port),
+        GUI_PORT_VARIABLE: str(gui_port),
+        DATASTORE_VARIABLE: DATASTORE_DIR,
+        CONFIG_PATH_VARIABLE: CONFIG_FILE,
+    }
+
+
+def server_certificate(edr: EdrSettings, early_renewal_days: int) -> dict[str, Any]:
+    """When the server certificate expires, from the issue date recorded in the stack.
+
+    The server generates its certificate at its first start, inside the container, so no
+    deploy-time value can know it: the operator reads it once (the `check` command) and records
+    it as `edr.certificateIssued`; the artifact Hospital.Server.CertificateExpiry watches the
+    real certificate from inside the server.
+    """
+    described: dict[str, Any] = {
+        "name": SERVER_CERTIFICATE_NAME,
+        "issuer": "the server's internal Velociraptor CA (10 years)",
+        "validityDays": edr.certificate_validity_days,
+        "issued": None,
+        "notAfter": None,
+        "renewFrom": None,
+        "status": "unrecorded",
+        "check": check_command(edr.frontend_port),
+        "watchedBy": "Hospital.Server.CertificateExpiry",
+    }
+    if edr.certificate_issued is None:
+        return described
+    not_after = edr.certificate_issued + datetime.timedelta(days=edr.certificate_validity_days)
+    renew_from = not_after - datetime.timedelta(days=early_renewal_days)
+    return {
+        **described,
+        "issued": edr.certificate_issued.isoformat(),
+        "notAfter": not_after.isoformat(),
+        "renewFrom": renew_from.isoformat(),
+        "status": "recorded",
+    }
+
+
+def certificate_warnings(
+    certificate: Mapping[str, Any], today: datetime.date, is_prod: bool
+) -> list[str]:
+    """What an operator must hear at `pulumi up` about the server certificate."""
+    if certificate["notAfter"] is None:
+        if not is_prod:
+            return []
+        return [
+            "the server certificate's issue date is not recorded; after the first start read "
+            f"it with `{certificate['check']}` and set hospital:edr.certificateIssued"
+        ]
+    if today >= datetime.date.fromisoformat(certificate["notAfter"]):
+        return [
+            f"the server certificate expired on {certificate['notAfter']}: agents cannot "
+            "connect until it is reissued (`config reissue_certs`)"
+        ]
+    if today >= datetime.date.fromisoformat(certificate["renewFrom"]):
+        return [
+            f"the server certificate expires on {certificate['notAfter']}: reissue it now "
+            "(`config reissue_certs`) and record the new date"
+        ]
+    return []
+
+
+def check_command(frontend_port: int) -> str:
+    """A shell command, run on the Docker host, that prints the server certificate's expiry."""
+    return f"curl -sk https://127.0.0.1:{frontend_port}/server.pem | openssl x509 -noout -enddate"
+
+
+def enrolment(container_name: str, frontend_url: str) -> dict[str, Any]:
+    """What an agent needs and how an operator obtains it after the server's first start."""
+    client_config = (
+        f"docker exec {container_name} {BINARY} --config {CONFIG_FILE} config client "
+        "> client.config.yaml"
+    )
+    return {
+        "serverUrl": frontend_url,
+        "clientConfigCommand": client_config,
+        "debianPackageCommand": "velociraptor --config client.config.yaml debian client",
+        "hostInstall": [
+            client_config,
+            "velociraptor --config client.config.yaml debian client",
+            "sudo dpkg -i velociraptor_client_*.deb",
+            "sudo systemctl enable --now velociraptor_client",
+        ],
+        "note": (
+            "The client config exists only after the server's first start, and it carries the "
+            "deployment's CA and nonce: keep it out of version control."
+        ),
+    }
+
+
+def audit_rules(phi_volumes: Sequence[str]) -> list[str]:
+    """auditd watch rules for the host, one per patient-data volume."""
+    return [
+        f"-w {DOCKER_VOLUMES_ROOT}/{volume}/_data -p rwa -k {PHI_AUDIT_KEY}"
+        for volume in sorted(phi_volumes)
+    ]
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One row of Hospital.Server.ServiceHealth's Targets: a service and its public URL."""
+
+    service: str
+    url: str
+
+
+def probe_targets(sites: Sequence[WebSite]) -> list[ProbeTarget]:
+    """The public HTTPS URL of each site, as staff reach it through the gateway."""
+    return [
+        ProbeTarget(site.service, f"https://{site.host_name}:{site.listen_port}/") for site in sites
+    ]
+
+
+def artifact_files() -> list[Path]:
+    """The committed artifact definitions, one YAML file per artifact, named after it."""
+    return sorted(ARTIFACTS_SOURCE.glob("*.yaml"))
+
+
+def artifact_defaults(
+    *,
+    watched_sites: Sequence[WebSite],
+    probe_period_seconds: int,
+    frontend_port: int,
+    root_ca_pem: str,
+    allowed_aets: Sequence[str],
+    log_volumes: Mapping[str, str],
+) -> dict[str, dict[str, str]]:
+    """Parameter defaults that depend on the stack, by artifact and parameter name."""
+    targets = "Service,Url\n" + "".join(
+        f"{target.service},{target.url}\n" for target in probe_targets(watched_sites)
+    )
+    aets = "|".join(re.escape(aet) for aet in sorted(allowed_aets)) or "(?!)"
+    log_globs = "Source,Glob\nhost,/var/log/auth.log\nhost,/var/log/secure\n" + "".join(
+        f"{service},{DOCKER_VOLUMES_ROOT}/{volume}/_data/**\n"
+        for service, volume in sorted(log_volumes.items())
+    )
+    defaults = {
+        "Hospital.Server.ServiceHealth": {
+            "Targets": targets,
+            "PeriodSeconds": str(probe_period_seconds),
+            "RootCA": root_ca_pem,
+        },
+        "Hospital.Server.CertificateExpiry": {
+            "ServerPemUrl": f"https://127.0.0.1:{frontend_port}/server.pem",
+        },
+        "Hospital.Client.DicomTraffic": {"AllowedCallingAets": f"^({aets})$"},
+        "Hospital.Client.FailedLogins": {"LogGlobs": log_globs},
+    }
+    if "pacs" in log_volumes:
+        defaults["Hospital.Client.DicomTraffic"]["LogGlob"] = (
+            f"{DOCKER_VOLUMES_ROOT}/{log_volumes['pacs']}/_data/*.log*"
+        )
+    return defaults
+
+
+def render_artifacts(defaults: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Every artifact file as YAML, with the stack's parameter defaults written in."""
+    rendered = {}
+    for path in artifact_files():
+        definition = yaml.safe_load(path.read_text())
+        overrides = defaults.get(definition["name"], {})
+        unknown = set(overrides) - {p["name"] for p in definition.get("parameters", [])}
+        if unknown:
+            raise ValueError(f"{definition['name']} has no parameter(s) {sorted(unknown)}")
+        for parameter in definition.get("parameters", []):
+            if parameter["name"] in overrides:
+                parameter["default"] = overrides[parameter["name"]]
+        rendered[definition["name"]] = yaml.safe_dump(
+            definition, sort_keys=False, default_flow_style=False, width=100
+        )
+    return rendered
