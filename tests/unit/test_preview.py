@@ -209,6 +209,20 @@ def test_secret_values_cover_keys_passwords_and_exports(toy_recording):
     assert not toy_recording.exports["caCertPem"].holds_secret()
 
 
+# No secret string shows up in any plain output or export, even inside a longer value.
+def test_no_secret_appears_in_plain_outputs_or_exports(toy_recording):
+    secrets = [s for s in toy_recording.secret_values() if len(s) >= 8]
+
+    leaks = [
+        where
+        for where, text in toy_recording.plain_strings()
+        if any(secret in text for secret in secrets)
+    ]
+
+    assert secrets, "no secrets to look for"
+    assert not leaks, f"secret text in plain values at: {leaks}"
+
+
 # A program that fails on its settings registers nothing and reports the problem.
 def test_failing_program_gives_preview_failed_with_nothing_registered(
     toy_program_dir, toy_stack_file
