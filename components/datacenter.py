@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 
 from components.credentials import Credentials
+from components.edr import Edr
 from components.gateway import Gateway
 from components.network import TrustZones
 from components.pacs import Pacs
@@ -46,6 +47,13 @@ class HospitalDataCenter(pulumi.ComponentResource):
         self.pacs = Pacs("pacs", self.platform, child)
         self.endpoints["pacs"] = self.pacs.https_endpoint
         self.extra_exports["dicom"] = self.pacs.dicom_endpoint
+
+        watched = [getattr(self, name, None) for name in ("emr", "pacs")]
+        self.edr = Edr(
+            "edr", self.platform, [service.site for service in watched if service], opts=child
+        )
+        self.endpoints["edr"] = self.edr.gui_url
+        self.extra_exports["edr"] = self.edr.exports
 
         # Every service with a web interface that exists in this build.
         web_services = [getattr(self, name, None) for name in ("emr", "pacs", "edr")]
