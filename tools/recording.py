@@ -45,7 +45,7 @@ def value_at(document: Any, path: str) -> Any:
 
 
 def redact(value: Any, secret_paths: frozenset[str], prefix: str = "") -> Any:
-    """A copy of `value` with every secret part replaced by `[secret]`, unknowns marked."""
+    """A copy of `value` with every secret part as `[secret]`, unknowns as `[unknown]`."""
     if prefix in secret_paths:
         return REDACTED
     if isinstance(value, Mapping):
@@ -54,6 +54,9 @@ def redact(value: Any, secret_paths: frozenset[str], prefix: str = "") -> Any:
         return [redact(v, secret_paths, join_path(prefix, i)) for i, v in enumerate(value)]
     if value == UNKNOWN:
         return UNKNOWN_MARK
+    if isinstance(value, float) and value.is_integer():
+        # Numbers cross the wire as doubles; print 8443 as `pulumi stack output --json` does.
+        return int(value)
     return value
 
 
