@@ -7,12 +7,13 @@ from typing import Any
 import pulumi
 
 from components.credentials import Credentials
+from components.database import PORT as DATABASE_PORT
 from components.edr import Edr
 from components.gateway import Gateway
 from components.network import TrustZones
 from components.pacs import Pacs
 from components.pki import Pki
-from components.platform import Platform
+from components.platform import Platform, Publish, WebSite
 from components.settings import Settings
 from components.volumes import VolumeCatalog
 
@@ -91,6 +92,16 @@ class HospitalDataCenter(pulumi.ComponentResource):
             "attestations": [
                 attestation.model_dump(mode="json") for attestation in settings.attestations
             ],
+            "planned": pulumi.runtime.is_dry_run(),
+            "pki": {
+                "organization": settings.pki.organization,
+                "algorithm": settings.pki.algorithm,
+                "ownCa": settings.pki.ca_certificate is not None,
+                "certificateValidityDays": settings.pki.certificate_validity_days,
+                "earlyRenewalDays": settings.pki.early_renewal_days,
+            },
+            "logging": settings.logging.model_dump(mode="json", by_alias=True),
+            "flows": _flows(self),
             **self.extra_exports,
         }
 
@@ -101,6 +112,117 @@ def _services(platform: Platform) -> dict[str, dict]:
             "container": record.container_name,
             "image": record.image,
             "zones": list(record.zones),
+            "ports": [_published(port) for port in record.publish],
+            "memoryMb": record.container.memory,
         }
         for record in platform.services
     }
+
+
+def _published(port: Publish) -> dict:
+    return {
+        "address": port.address,
+        "hostPort": port.host_port,
+        "containerPort": port.container_port,
+        "protocol": port.protocol,
+        "purpose": port.purpose,
+    }
+
+
+def _flows(datacenter: HospitalDataCenter) -> list[dict]:
+    """Every connection the stack is built to carry, from the party that opens it.
+
+    Outside parties are `staff`, `security-team`, `agents` and `modality:<name>`.
+    """
+    settings, platform = datacenter.settings, datacenter.platform
+    present = {record.service for record in platform.services}
+    flows = [
+        flow
+        for record in platform.services
+        for port in record.publish
+        for flow in _inbound(settings, record.service, port)
+    ]
+    for site in _sites(datacenter):
+        if "gateway" in present and site.service in present:
+            flows.append(
+                _flow(
+                    "gateway",
+                    site.service,
+                    site.upstream_port,
+                    "https" if site.upstream_tls else "http",
+                    f"proxies https://{site.host_name}/",
+                    zone=site.zone,
+                )
+            )
+    database = "mysql (TLS)" if settings.is_prod else "mysql"
+    for client, purpose in (("emr", "patient records"), ("backup", "nightly dump")):
+        if client in present and "database" in present:
+            flows.append(_flow(client, "database", DATABASE_PORT, database, purpose, zone="data"))
+    if "pacs" in present:
+        for name, modality in sorted(settings.pacs.modalities.items()):
+            if "move" in modality.allow:
+                flows.append(
+                    _flow(
+                        "pacs",
+                        f"modality:{name}",
+                        modality.port,
+                        "dicom",
+                        "C-STORE of the studies this modality retrieves (C-MOVE)",
+                        address=modality.host,
+                    )
+                )
+    return flows
+
+
+def _inbound(settings: Settings, service: str, port: Publish) -> list[dict]:
+    """Who connects to a published port: the audience of the address it is bound to."""
+    addresses = settings.addresses
+    arrives = {"address": port.address}
+    if service == "pacs" and port.host_port == settings.pacs.dicom_port:
+        return [
+            _flow(
+                f"modality:{name}",
+                service,
+                port.host_port,
+                "dicom",
+                "DICOM " + ", ".join(sorted(modality.allow)),
+                **arrives,
+            )
+            for name, modality in sorted(settings.pacs.modalities.items())
+        ]
+    if port.address == str(addresses.management) and port.host_port == settings.edr.gui_port:
+        audience = "security-team"
+    elif port.address == str(addresses.agents) and port.host_port == settings.edr.frontend_port:
+        audience = "agents"
+    else:
+        audience = "staff"
+    return [_flow(audience, service, port.host_port, port.protocol, port.purpose, **arrives)]
+
+
+def _sites(datacenter: HospitalDataCenter) -> list[WebSite]:
+    """The web interfaces the services hand the gateway."""
+    return [
+        component.site
+        for component in vars(datacenter).values()
+        if isinstance(component, pulumi.ComponentResource)
+        and isinstance(getattr(component, "site", None), WebSite)
+    ]
+
+
+def _flow(
+    source: str,
+    target: str,
+    port: int,
+    protocol: str,
+    purpose: str,
+    *,
+    zone: str | None = None,
+    address: str | None = None,
+) -> dict:
+    flow = {"source": source, "target": target, "port": port, "protocol": protocol}
+    flow["purpose"] = purpose
+    if zone is not None:
+        flow["zone"] = zone
+    if address is not None:
+        flow["address"] = address
+    return flow

@@ -11,12 +11,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tools import check, plan
+from tools import check, docs, plan
 from tools.commandline import report_failure
 from tools.preview import PreviewFailed
 from tools.stack_config import StackConfigError
 
-COMMANDS = (plan, check)
+COMMANDS = (plan, check, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

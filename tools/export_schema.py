@@ -1,0 +1,232 @@
+"""The stack exports as the docs read them: a JSON Schema per version, and its validation.
+
+A `pulumi stack output --json` file and the offline preview's exports both pass through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jsonschema
+
+from components.datacenter import EXPORT_SCHEMA_VERSION
+from tools.recording import REDACTED, UNKNOWN_MARK
+
+SECRET_EXPORTS = frozenset({"credentials"})
+"""Exports that hold secrets by design; the docs never read them."""
+
+STRING = {"type": "string", "minLength": 1}
+BOOLEAN = {"type": "boolean"}
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+COUNT = {"type": "integer", "minimum": 0}
+ADDRESS = {"type": "string", "format": "ipv4"}
+TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
+DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+SERVICE = {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}
+ZONE = {"enum": ["edge", "clinical", "data", "security"]}
+
+
+def _array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+def _map(values: dict) -> dict:
+    return {"type": "object", "additionalProperties": values}
+
+
+def _object(required: dict, optional: dict | None = None) -> dict:
+    """An object with these required and optional keys; other keys are allowed and ignored."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+    }
+
+
+PUBLISHED_PORT = _object(
+    {
+        "address": ADDRESS,
+        "hostPort": PORT,
+        "containerPort": PORT,
+        "protocol": {"enum": ["tcp", "udp"]},
+        "purpose": STRING,
+    }
+)
+
+FLOW = _object(
+    {
+        "source": STRING,
+        "target": STRING,
+        "port": PORT,
+        "protocol": STRING,
+        "purpose": STRING,
+    },
+    {"zone": ZONE, "address": ADDRESS},
+)
+"""A connection one party opens to another. Parties are service names (keys of `services`)
+or outside parties (`staff`, `security-team`, `agents`, `modality:<name>`, `backup-storage`);
+`zone` is the trust zone it crosses inside the host, `address` the host address it arrives on."""
+
+CERTIFICATE = _object(
+    {"subject": STRING, "sans": _array(STRING), "sha256": STRING, "notAfter": TIMESTAMP}
+)
+
+EXPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": f"urn:hospital-datacenter:exports:v{EXPORT_SCHEMA_VERSION}",
+    "title": "Hospital data center stack exports",
+    "type": "object",
+    "required": [
+        "schemaVersion",
+        "environment",
+        "domain",
+        "planned",
+        "endpoints",
+        "networks",
+        "volumes",
+        "certificates",
+        "services",
+        "ports",
+        "flows",
+        "credentialAccounts",
+        "passwordPolicy",
+        "pki",
+        "logging",
+        "attestations",
+    ],
+    "properties": {
+        "schemaVersion": {"const": EXPORT_SCHEMA_VERSION},
+        "environment": {"enum": ["dev", "prod"]},
+        "domain": STRING,
+        # True when the values come from a preview, false after `pulumi up`.
+        "planned": BOOLEAN,
+        "endpoints": _map(STRING),
+        "networks": _map(_object({"name": STRING, "subnet": STRING, "internal": BOOLEAN})),
+        "volumes": _array(
+            _object(
+                {
+                    "name": STRING,
+                    "service": SERVICE,
+                    "dataClass": {"enum": ["phi", "config", "logs"]},
+                    "backedUp": BOOLEAN,
+                }
+            )
+        ),
+        "certificates": {
+            **_map(CERTIFICATE),
+            "required": ["ca"],
+        },
+        "services": _map(
+            _object(
+                {
+                    "container": STRING,
+                    "image": STRING,
+                    "zones": {**_array(ZONE), "minItems": 1},
+                    "ports": _array(PUBLISHED_PORT),
+                },
+                {"aliases": _array(STRING), "memoryMb": COUNT},
+            )
+        ),
+        "ports": _array(
+            _object({**PUBLISHED_PORT["properties"], "service": SERVICE, "container": STRING})
+        ),
+        "flows": _array(FLOW),
+        "credentialAccounts": _array(STRING),
+        "passwordPolicy": _object(
+            {"length": COUNT, "characterClasses": _array(STRING), "rotation": DATE}
+        ),
+        "pki": _object(
+            {
+                "organization": STRING,
+                "algorithm": STRING,
+                "ownCa": BOOLEAN,
+                "certificateValidityDays": COUNT,
+                "earlyRenewalDays": COUNT,
+            }
+        ),
+        "logging": _object({"driver": STRING, "maxSize": STRING, "maxFile": COUNT}),
+        "attestations": _array(
+            _object({"item": STRING, "by": STRING, "date": DATE, "evidence": STRING})
+        ),
+    },
+}
+"""Version 1 of the exports. Keys not named here are allowed (later additions) and ignored."""
+
+
+class ExportSchemaError(ValueError):
+    """Stack exports that the docs cannot read: every problem, each naming its export."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"{source} does not match export schema v{EXPORT_SCHEMA_VERSION} "
+            f"({len(problems)} problem(s)):\n{lines}"
+        )
+
+
+def validate_exports(exports: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The exports, checked against the schema; ExportSchemaError lists what does not match.
+
+    `source` names where they came from (a file name, or `offline preview of prod`).
+    """
+    if not isinstance(exports, Mapping):
+        raise ExportSchemaError(source, ["the stack outputs must be one JSON object"])
+    version = exports.get("schemaVersion")
+    if version != EXPORT_SCHEMA_VERSION:
+        raise ExportSchemaError(
+            source,
+            [
+                f"export 'schemaVersion' is {version!r}; this tool reads version "
+                f"{EXPORT_SCHEMA_VERSION} (regenerate the outputs with the matching program)"
+            ],
+        )
+
+    problems = [
+        f"export '{path}' is {marker}: the document needs it in plain text, so the program "
+        "must not mark it secret"
+        for path, marker in _hidden_values(exports)
+    ]
+    validator = jsonschema.Draft202012Validator(
+        EXPORT_SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    for error in sorted(validator.iter_errors(exports), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(part) for part in error.absolute_path)
+        if _is_hidden(error.instance):
+            continue
+        problems.append(f"export '{path or '(top level)'}': {error.message}")
+    if problems:
+        raise ExportSchemaError(source, problems)
+    return {
+        key: _whole_numbers(value) for key, value in exports.items() if key not in SECRET_EXPORTS
+    }
+
+
+def _whole_numbers(value: Any) -> Any:
+    """A copy with 365.0 as 365: the engine's wire format carries every number as a double."""
+    if isinstance(value, Mapping):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _hidden_values(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, marker) for every `[secret]` or `[unknown]` outside the secret exports."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not path and key in SECRET_EXPORTS:
+                continue
+            yield from _hidden_values(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _hidden_values(item, f"{path}.{index}")
+    elif _is_hidden(value):
+        yield path, "a secret ([secret])" if value == REDACTED else "unknown until deployed"
+
+
+def _is_hidden(value: Any) -> bool:
+    return value in (REDACTED, UNKNOWN_MARK)
