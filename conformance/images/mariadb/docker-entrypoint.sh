@@ -49,16 +49,17 @@ start_temporary_server() {
     fail "temporary server did not answer within 30 s"
 }
 
+# Read every setting (files included) while still root, as the official image does: secret
+# files may be readable by root only.
+read_settings() {
+    local name
+    for name in ROOT_PASSWORD ROOT_PASSWORD_HASH DATABASE USER PASSWORD PASSWORD_HASH \
+        ALLOW_EMPTY_ROOT_PASSWORD RANDOM_ROOT_PASSWORD ROOT_HOST; do
+        file_env "MARIADB_$name"
+    done
+}
+
 initialise() {
-    file_env MARIADB_ROOT_PASSWORD
-    file_env MARIADB_ROOT_PASSWORD_HASH
-    file_env MARIADB_DATABASE
-    file_env MARIADB_USER
-    file_env MARIADB_PASSWORD
-    file_env MARIADB_PASSWORD_HASH
-    file_env MARIADB_ALLOW_EMPTY_ROOT_PASSWORD
-    file_env MARIADB_RANDOM_ROOT_PASSWORD
-    file_env MARIADB_ROOT_HOST
     local root_host=${MARIADB_ROOT_HOST:-%}
 
     if [[ -z $MARIADB_ROOT_PASSWORD && -z $MARIADB_ROOT_PASSWORD_HASH
@@ -146,6 +147,7 @@ if [[ ${1:0:1} == - ]]; then
 fi
 
 if [[ $1 == mariadbd || $1 == mysqld ]]; then
+    read_settings
     if [[ $(id -u) == 0 ]]; then
         mkdir -p /run/mysqld
         chown mysql:mysql /run/mysqld

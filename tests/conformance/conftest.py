@@ -1,0 +1,115 @@
+"""Fixtures of the conformance suite: a running Docker engine with the stand-in images built,
+and a small way to write recordings by hand for the replay's own tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from conformance import build
+from conformance.replay import RUN_LABEL, remove_run
+from tools.recording import RecordedResource, Recording
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def engine() -> docker.DockerClient:
+    """A Docker engine with every stand-in image built (installs and starts what is missing)."""
+    subprocess.run([str(REPOSITORY / "conformance" / "engine.sh")], check=True)
+    build.build_all()
+    client = docker.from_env(timeout=300)
+    yield client
+    remove_run(client)
+
+
+@pytest.fixture
+def run_labels(engine: docker.DockerClient) -> Iterator[None]:
+    """Fails the test when a replay left anything behind on the engine."""
+    yield
+    leftovers = engine.containers.list(all=True, filters={"label": RUN_LABEL})
+    assert not leftovers, f"replay left containers behind: {[c.name for c in leftovers]}"
+
+
+class HandWritten:
+    """Builds a Recording resource by resource, the way the offline preview records them."""
+
+    def __init__(self, stack: str = "conformance") -> None:
+        self.recording = Recording(project="hospital", stack=stack)
+
+    def add(
+        self,
+        type_token: str,
+        name: str,
+        inputs: Mapping[str, Any],
+        *,
+        parent: RecordedResource | None = None,
+        depends_on: tuple[RecordedResource, ...] = (),
+        outputs: Mapping[str, Any] | None = None,
+    ) -> RecordedResource:
+        resource = RecordedResource(
+            type=type_token,
+            name=name,
+            urn=f"urn:pulumi:{self.recording.stack}::hospital::{type_token}::{name}",
+            parent=parent.urn if parent else None,
+            custom=not type_token.startswith("hospital:"),
+            dependencies=tuple(d.urn for d in depends_on),
+            property_dependencies={},
+            inputs=dict(inputs),
+            outputs=dict(outputs or inputs),
+            secret_inputs=frozenset(),
+            secret_outputs=frozenset(),
+        )
+        self.recording.resources.append(resource)
+        return resource
+
+    def image(self, reference: str) -> str:
+        """Record a RemoteImage and return the imageId a container refers to it by."""
+        image_id = "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+        name = reference.replace("/", "-").replace(":", "-")
+        self.add(
+            "docker:index/remoteImage:RemoteImage",
+            name,
+            {"name": reference, "keepLocally": True},
+            outputs={"name": reference, "imageId": image_id},
+        )
+        return image_id
+
+    def network(self, name: str, subnet: str, internal: bool = False) -> RecordedResource:
+        return self.add(
+            "docker:index/network:Network",
+            name,
+            {
+                "name": name,
+                "internal": internal,
+                "ipamConfigs": [{"subnet": subnet}],
+                "labels": [{"label": "hospital.zone", "value": name}],
+            },
+        )
+
+    def volume(self, name: str) -> RecordedResource:
+        return self.add(
+            "docker:index/volume:Volume",
+            name,
+            {"name": name, "labels": [{"label": "hospital.data-class", "value": "phi"}]},
+        )
+
+    def container(self, name: str, depends_on=(), **inputs: Any) -> RecordedResource:
+        return self.add(
+            "docker:index/container:Container",
+            name,
+            {"name": name, **inputs},
+            depends_on=tuple(depends_on),
+        )
+
+
+@pytest.fixture
+def hand_written() -> HandWritten:
+    return HandWritten()
