@@ -8,7 +8,9 @@ import pulumi
 
 from components.credentials import Credentials
 from components.database import PORT as DATABASE_PORT
+from components.database import Database
 from components.edr import Edr
+from components.emr import Emr
 from components.gateway import Gateway
 from components.network import TrustZones
 from components.pacs import Pacs
@@ -44,6 +46,10 @@ class HospitalDataCenter(pulumi.ComponentResource):
 
         self.endpoints: dict[str, pulumi.Input[Any]] = {}
         self.extra_exports: dict[str, pulumi.Input[Any]] = {}
+
+        self.database = Database("database", self.platform, child)
+        self.emr = Emr("emr", self.platform, self.database, child)
+        self.endpoints["emr"] = self.emr.https_endpoint
 
         self.pacs = Pacs("pacs", self.platform, child)
         self.endpoints["pacs"] = self.pacs.https_endpoint
