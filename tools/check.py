@@ -142,8 +142,8 @@ class PackConfig:
         return self._default
 
     def properties(self, policy: Policy) -> dict[str, Any]:
-        """A fresh copy of the rule's config, as the engine hands a copy to every call."""
-        return copy.deepcopy(self._properties[policy.name])
+        """A shallow copy of the rule's config, as the analyzer hands one to every call."""
+        return dict(self._properties[policy.name])
 
 
 def _level(value: Any, where: str) -> EnforcementLevel:
@@ -183,8 +183,11 @@ def _validated_properties(policy: Policy, given: Mapping[str, Any]) -> dict[str,
 
 
 def engine_props(values: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Props as the analyzer builds them: deserialized, then wrapped in the unknown proxy."""
-    return unknown_checking_proxy(deserialize_properties(copy.deepcopy(dict(values))))
+    """Props as the analyzer builds them: deserialized, then wrapped in the unknown proxy.
+
+    The proxy copies every dict and list it wraps, so each call gets props of its own.
+    """
+    return unknown_checking_proxy(deserialize_properties(dict(values)))
 
 
 def _options(resource: RecordedResource | None) -> PolicyResourceOptions:
@@ -322,24 +325,43 @@ def evaluate(
     """Run every enabled rule over one recording and collect what they report."""
     started = time.perf_counter()
     result = CheckResult(recording.stack, config_name, resources=len(recording.resources))
-    stack_view = policy_resources(recording)
+    active: list[tuple[Policy, EnforcementLevel]] = []
     for policy in policies:
         level = pack_config.level(policy)
         if level == EnforcementLevel.DISABLED:
             result.disabled.append(policy.name)
             continue
-        if level == EnforcementLevel.REMEDIATE:
-            level = EnforcementLevel.MANDATORY
+        # A remediation cannot run offline; like the engine, report its violations as mandatory.
+        active.append((policy, EnforcementLevel.MANDATORY if level.value == "remediate" else level))
         result.evaluated.append(policy.name)
-        if isinstance(policy, ResourceValidationPolicy):
-            for resource in recording.resources:
-                args = resource_args(resource, pack_config.properties(policy))
-                report = _reporter(result, policy, level, resource.name, resource.urn)
-                _run_one(result, policy, args, report, resource.name)
-        elif isinstance(policy, StackValidationPolicy):
-            args = StackValidationArgs(stack_view, pack_config.properties(policy))
-            report = _reporter(result, policy, level, "(stack)", "")
-            _run_one(result, policy, args, report, "(stack)")
+    resource_rules = [(p, lv) for p, lv in active if isinstance(p, ResourceValidationPolicy)]
+    stack_rules = [(p, lv) for p, lv in active if isinstance(p, StackValidationPolicy)]
+
+    # Analyze: one call per resource, every resource rule in turn.
+    for resource in recording.resources:
+        inputs = deserialize_properties(dict(resource.inputs))
+        options = _options(resource)
+        for policy, level in resource_rules:
+            if resource.type not in getattr(policy, "resource_types", (resource.type,)):
+                continue  # the rule ignores this type; skipping it changes no verdict
+            args = ResourceValidationArgs(
+                resource.type,
+                unknown_checking_proxy(inputs),
+                resource.urn,
+                resource.name,
+                options,
+                None,
+                pack_config.properties(policy),
+            )
+            report = _reporter(result, policy, level, resource.name, resource.urn)
+            _run_one(result, policy, args, report, resource.name)
+
+    # AnalyzeStack: every stack rule over the outputs of every resource.
+    stack_view = policy_resources(recording)
+    for policy, level in stack_rules:
+        args = StackValidationArgs(stack_view, pack_config.properties(policy))
+        report = _reporter(result, policy, level, "(stack)", "")
+        _run_one(result, policy, args, report, "(stack)")
     result.attestations = _attestation_status(stack_view, pack_config, policies)
     result.seconds = time.perf_counter() - started
     return result
