@@ -1,0 +1,435 @@
+"""Backup and restore for real: a TLS MariaDB and files on disk, backed up, wiped, restored and
+compared; tampering, wrong keys and unreachable databases are refused."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import (
+    BACKUP_PASSWORD,
+    BIN,
+    DATABASES,
+    RESTORE_PASSWORD,
+    VOLUME_NAMES,
+    client_option_text,
+    database_snapshot,
+    tree_snapshot,
+)
+
+
+def manifest_entries(backup: Path) -> list[dict[str, str]]:
+    lines = (backup / "MANIFEST").read_text().splitlines()
+    columns = ["sha256", "bytes", "kind", "source", "file"]
+    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines if line[:1] != "#"]
+
+
+def volume_snapshots(rig) -> dict[str, dict]:
+    return {name: tree_snapshot(rig.volumes / name) for name in VOLUME_NAMES}
+
+
+def wipe(rig) -> None:
+    for database in DATABASES:
+        rig.database.sql(f"DROP DATABASE {database}")
+    for name in VOLUME_NAMES:
+        volume = rig.volumes / name
+        shutil.rmtree(volume)
+        volume.mkdir()
+        (volume / "stale-file-from-after-the-backup").write_text("must disappear")
+
+
+# The whole point: every row, definition, file, owner and mode comes back after a wipe.
+def test_round_trip_loses_no_row_and_no_file(rig):
+    rows_before = database_snapshot(rig.database)
+    files_before = volume_snapshots(rig)
+    rig.backup()
+    [backup] = rig.backups()
+
+    wipe(rig)
+    result = rig.restore(backup)
+
+    assert database_snapshot(rig.database) == rows_before, "the restored database differs"
+    for name, before in files_before.items():
+        after = tree_snapshot(rig.volumes / name)
+        assert after == before, f"volume {name} differs after restore: {set(after) ^ set(before)}"
+    assert "emr orthanc: 3 tables, 11500 rows" in result.stdout, result.stdout
+    assert "orthanc-storage -> " in result.stdout, result.stdout
+
+
+# The dump uses only the documented grants, and those grants cannot change anything.
+def test_backup_account_has_read_only_grants(rig):
+    result = subprocess.run(
+        [
+            "mariadb",
+            "--defaults-file=/dev/stdin",
+            "--host=127.0.0.1",
+            f"--port={rig.database.port}",
+            "--user=backup",
+            f"--ssl-ca={rig.database.tls.ca_file}",
+            "--ssl-verify-server-cert",
+            "--execute=INSERT INTO emr.encounters (id, patient_id) VALUES (999999, 1)",
+        ],
+        input=client_option_text(BACKUP_PASSWORD),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    grants = rig.database.sql("SHOW GRANTS FOR backup@'%'")
+
+    assert "INSERT command denied" in result.stderr, f"backup account could write: {result}"
+    privileges = set(grants.split("GRANT ", 1)[1].split(" ON *.*", 1)[0].split(", "))
+    assert privileges == {"SELECT", "SHOW VIEW", "TRIGGER", "EVENT"}, grants
+    assert "REQUIRE SSL" in grants, "the backup account may connect without TLS"
+
+
+# The manifest names every archive with its size, checksum and source; nothing is unlisted.
+def test_manifest_lists_database_and_every_volume_with_checksums(rig):
+    rig.backup()
+    [backup] = rig.backups()
+
+    entries = manifest_entries(backup)
+
+    assert {(e["kind"], e["source"]) for e in entries} == {
+        ("database", "emr,orthanc"),
+        *(("volume", name) for name in VOLUME_NAMES),
+    }
+    for entry in entries:
+        content = (backup / entry["file"]).read_bytes()
+        assert hashlib.sha256(content).hexdigest() == entry["sha256"], entry["file"]
+        assert len(content) == int(entry["bytes"]), entry["file"]
+    assert sorted(p.name for p in backup.iterdir()) == sorted(
+        ["MANIFEST", *(e["file"] for e in entries)]
+    ), "the backup holds a file its manifest does not list"
+
+
+# Every archive is age ciphertext: no patient name or file content is readable on the volume.
+def test_archives_are_encrypted(rig):
+    rig.backup()
+    [backup] = rig.backups()
+
+    for archive in backup.glob("*.age"):
+        content = archive.read_bytes()
+        assert content.startswith(b"age-encryption.org/v1\n"), f"{archive.name} is not age"
+        for plaintext in (b"Zo\xc3\xab", b"%PDF-1.4", b"CREATE TABLE", b"ultraschall"):
+            assert plaintext not in content, f"{archive.name} leaks {plaintext!r}"
+    assert oct((backup).stat().st_mode & 0o777) == "0o700", "backup directory is not private"
+
+
+# A volume added later is covered with no change of configuration.
+def test_new_volume_is_backed_up_without_configuration(rig):
+    (rig.volumes / "new-phi-volume").mkdir()
+    (rig.volumes / "new-phi-volume" / "scan.dcm").write_bytes(b"DICM" * 100)
+
+    rig.backup()
+
+    [backup] = rig.backups()
+    sources = {e["source"] for e in manifest_entries(backup) if e["kind"] == "volume"}
+    assert "new-phi-volume" in sources, f"new volume missing from manifest: {sources}"
+
+
+def flip_byte(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+TAMPERINGS = {
+    "flipped byte": lambda b: flip_byte(b / "volume-orthanc-storage.tar.zst.age"),
+    "truncated archive": lambda b: (b / "mariadb.sql.zst.age").write_bytes(
+        (b / "mariadb.sql.zst.age").read_bytes()[:-100]
+    ),
+    "removed archive": lambda b: (b / "volume-openemr-sites.tar.zst.age").unlink(),
+    "unlisted file": lambda b: (b / "volume-extra.tar.zst.age").write_bytes(b"x"),
+    "missing manifest": lambda b: (b / "MANIFEST").unlink(),
+    "edited manifest": lambda b: (b / "MANIFEST").write_text(
+        (b / "MANIFEST").read_text().replace("\tvolume\torthanc-storage\t", "\tvolume\t../etc\t")
+    ),
+}
+
+
+# A backup that was changed after it was written is refused before anything is overwritten.
+@pytest.mark.parametrize("tampering", TAMPERINGS)
+def test_tampered_backup_is_rejected_before_anything_is_written(rig, tampering):
+    rig.backup()
+    [backup] = rig.backups()
+    TAMPERINGS[tampering](backup)
+    rows_before = database_snapshot(rig.database)
+    files_before = volume_snapshots(rig)
+
+    result = rig.restore(backup, check=False)
+
+    assert result.returncode != 0, f"restore accepted a backup with a {tampering}"
+    assert database_snapshot(rig.database) == rows_before, "database changed by a refused restore"
+    assert volume_snapshots(rig) == files_before, "volumes changed by a refused restore"
+
+
+# Only the hospital's identity opens the backup; another key is refused up front.
+def test_wrong_identity_is_rejected_before_anything_is_written(rig):
+    rig.backup()
+    [backup] = rig.backups()
+    files_before = volume_snapshots(rig)
+
+    result = rig.restore(backup, identity=rig.keys.other_identity, check=False)
+
+    assert result.returncode != 0, "restore ran with a key the backup was not encrypted to"
+    assert "wrong key" in result.stderr, result.stderr
+    assert volume_snapshots(rig) == files_before, "volumes changed by a refused restore"
+
+
+# --verify-only proves a backup restorable (for periodic contingency tests) and writes nothing.
+def test_verify_only_checks_without_writing(rig):
+    rig.backup()
+    [backup] = rig.backups()
+    for name in VOLUME_NAMES:
+        shutil.rmtree(rig.volumes / name)
+
+    result = rig.restore(backup, "--verify-only")
+
+    assert "verified  4 files" in result.stdout, result.stdout
+    assert sorted(os.listdir(rig.volumes)) == [], "verify-only wrote a volume"
+
+
+# A failing run is recorded as a failure, leaves no partial backup and keeps the last success.
+def test_failed_run_is_recorded_and_leaves_nothing_behind(rig):
+    rig.backup()
+    last_success = (rig.dest / ".status" / "last-success").read_text()
+
+    result = rig.run("backup", "run", env=rig.env(BACKUP_DB_PORT="1"), check=False)
+
+    status = json.loads((rig.dest / ".status" / "last-run.json").read_text())
+    assert result.returncode != 0, "backup succeeded without its database"
+    assert status["outcome"] == "failure", status
+    assert (rig.dest / ".status" / "last-success").read_text() == last_success
+    assert [p.name for p in rig.dest.iterdir() if p.name.startswith(".incoming")] == []
+    assert len(rig.backups()) == 1, "a failed run published a backup"
+
+
+# Without a recipient nothing is written: backups are never stored unencrypted.
+def test_backup_refuses_to_run_without_a_recipient(rig):
+    result = rig.run("backup", "run", env=rig.env(BACKUP_AGE_RECIPIENTS=""), check=False)
+
+    assert result.returncode != 0, "backup ran without encryption"
+    assert "no age recipient" in result.stderr, result.stderr
+    assert rig.backups() == [], "an unencrypted backup was published"
+
+
+# The passwords live only in files: not in argv, not in the environment, not in any output.
+def test_passwords_never_reach_argv_environment_or_output(rig, tmp_path):
+    spy_dir = tmp_path / "spy"
+    spy_dir.mkdir()
+    record = tmp_path / "calls"
+    for tool in ("mariadb", "mariadb-dump"):
+        spy = spy_dir / tool
+        spy.write_text(
+            "#!/bin/bash\n"
+            f'{{ printf "%s\\n" "$0" "$@"; env; }} >> "{record}"\n'
+            f'exec {shutil.which(tool)} "$@"\n'
+        )
+        spy.chmod(0o755)
+    env = rig.env(PATH=f"{spy_dir}:{os.environ['PATH']}")
+
+    outputs = [rig.run("backup", "run", env=env)]
+    outputs.append(rig.run("backup", "run", env={**env, "BACKUP_DB_PORT": "1"}, check=False))
+    [backup, *_] = rig.backups()
+    outputs.append(
+        rig.run(
+            "restore",
+            "--identity",
+            str(rig.keys.identity),
+            "--volumes-root",
+            str(rig.volumes),
+            *rig.database.restore_args(),
+            str(backup),
+            env=env,
+        )
+    )
+
+    calls = record.read_text()
+    assert "mariadb-dump" in calls and "restorer" in calls, "the spies saw no client call"
+    for secret in (BACKUP_PASSWORD, RESTORE_PASSWORD):
+        assert secret not in calls, "a password reached a client's argv or environment"
+        for output in outputs:
+            assert secret not in output.stdout + output.stderr, "a password was printed"
+    for path in rig.dest.rglob("*"):
+        if path.is_file():
+            assert BACKUP_PASSWORD.encode() not in path.read_bytes(), f"password in {path}"
+
+
+def fake_backup(dest: Path, name: str) -> None:
+    (dest / name).mkdir()
+    (dest / name / "MANIFEST").write_text("# hospital-backup manifest 1\n")
+
+
+# Retention keeps the newest backup of each of the last N days and the last M ISO weeks.
+def test_retention_keeps_newest_per_day_and_per_week(rig):
+    import datetime
+
+    start = datetime.date(2026, 9, 1)
+    names = []
+    for offset in range(60):
+        day = start + datetime.timedelta(days=offset)
+        for hour in ("020000", "140000"):
+            names.append(f"{day.isoformat()}T{hour}Z")
+    names.append("2026-10-30T140000Z-2")
+    for name in names:
+        fake_backup(rig.dest, name)
+    for foreign in ("lost+found", "2026-13-99-not-a-backup", ".incoming-2026-10-30T150000Z-77"):
+        (rig.dest / foreign).mkdir()
+
+    rig.run("backup", "prune", env=rig.env(BACKUP_KEEP_DAILY="7", BACKUP_KEEP_WEEKLY="5"))
+
+    newest_first = sorted(names, reverse=True)
+    expected: set[str] = set()
+    days: list[str] = []
+    weeks: list[tuple[int, int]] = []
+    for name in newest_first:
+        day = datetime.date.fromisoformat(name[:10])
+        week = day.isocalendar()[:2]
+        if name[:10] not in days and len(days) < 7:
+            days.append(name[:10])
+            expected.add(name)
+        if week not in weeks and len(weeks) < 5:
+            weeks.append(week)
+            expected.add(name)
+    kept = {p.name for p in rig.backups()}
+    assert kept == expected, f"kept {sorted(kept ^ expected)} wrongly"
+    assert "2026-10-30T140000Z-2" in kept, "the newest backup of a day must be the suffixed one"
+    assert (rig.dest / "lost+found").is_dir(), "prune touched a directory that is not a backup"
+    assert (rig.dest / "2026-13-99-not-a-backup").is_dir()
+    assert not (rig.dest / ".incoming-2026-10-30T150000Z-77").exists(), "crash leftover kept"
+
+
+# Each run prunes right after publishing; the run just taken always survives.
+def test_run_applies_retention_and_keeps_the_new_backup(rig):
+    for day in range(1, 10):
+        fake_backup(rig.dest, f"2026-01-0{day}T020000Z")
+
+    rig.backup(BACKUP_KEEP_DAILY="3", BACKUP_KEEP_WEEKLY="0")
+
+    kept = [p.name for p in rig.backups()]
+    assert len(kept) == 3, kept
+    assert kept[-1] == (rig.dest / ".status" / "last-success").read_text().split()[1]
+    assert kept[:2] == ["2026-01-08T020000Z", "2026-01-09T020000Z"], kept
+
+
+def healthcheck(rig, rpo_hours="24"):
+    return rig.run("backup-healthcheck", env=rig.env(BACKUP_RPO_HOURS=rpo_hours), check=False)
+
+
+def write_state(rig, name: str, content: str) -> None:
+    (rig.dest / ".status").mkdir(exist_ok=True)
+    (rig.dest / ".status" / name).write_text(content + "\n")
+
+
+def now() -> int:
+    import time
+
+    return int(time.time())
+
+
+# Healthy right after a good backup; unhealthy once it is older than the RPO.
+def test_healthcheck_fails_when_last_good_backup_is_older_than_rpo(rig):
+    rig.backup()
+    fresh = healthcheck(rig)
+    name = (rig.dest / ".status" / "last-success").read_text().split()[1]
+
+    write_state(rig, "last-success", f"{now() - 25 * 3600} {name}")
+    stale = healthcheck(rig)
+
+    assert fresh.returncode == 0, fresh.stdout
+    assert stale.returncode == 1, f"a 25 h old backup passed a 24 h RPO: {stale.stdout}"
+    assert "over the RPO" in stale.stdout
+
+
+# A young container without a backup is in its grace period; an old one is not.
+@pytest.mark.parametrize(("started_ago_hours", "healthy"), [(1, True), (25, False)])
+def test_healthcheck_grace_for_a_young_scheduler_without_backup(rig, started_ago_hours, healthy):
+    write_state(rig, "scheduler-started", str(now() - started_ago_hours * 3600))
+
+    result = healthcheck(rig)
+
+    assert (result.returncode == 0) is healthy, result.stdout
+
+
+# A success record pointing at a backup that is gone (pruned, deleted) is not health.
+def test_healthcheck_fails_when_the_last_backup_is_gone(rig):
+    rig.backup()
+    [backup] = rig.backups()
+    shutil.rmtree(backup)
+
+    result = healthcheck(rig)
+
+    assert result.returncode == 1, result.stdout
+    assert "no longer on" in result.stdout
+
+
+def next_run(expression: str, after: str) -> str:
+    import datetime
+
+    epoch = int(datetime.datetime.fromisoformat(after + "+00:00").timestamp())
+    result = subprocess.run(
+        [str(BIN / "backup-scheduler"), "next", expression, str(epoch)],
+        env={"PATH": os.environ["PATH"], "TZ": "UTC"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    moment = datetime.datetime.fromtimestamp(int(result.stdout), datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M %a")
+
+
+# The scheduler's cron matcher follows cron: lists, ranges, steps, names, Sunday as 0 or 7, and
+# day-of-month OR day-of-week when both are restricted. Reference: 2025-12-04 is a Thursday.
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("0 2 * * *", "2025-12-04T00:00", "2025-12-04 02:00 Thu"),
+        ("0 2 * * *", "2025-12-04T02:00", "2025-12-05 02:00 Fri"),
+        ("*/15 * * * *", "2025-12-04T10:07", "2025-12-04 10:15 Thu"),
+        ("30 1,13 * * *", "2025-12-04T02:00", "2025-12-04 13:30 Thu"),
+        ("0 0 * * 7", "2025-12-04T00:00", "2025-12-07 00:00 Sun"),
+        ("0 0 * * sun", "2025-12-04T00:00", "2025-12-07 00:00 Sun"),
+        ("0 3 * * mon-fri", "2025-12-05T04:00", "2025-12-08 03:00 Mon"),
+        ("0 0 1 * mon", "2025-12-04T00:00", "2025-12-08 00:00 Mon"),
+        ("0 0 13 * fri", "2025-12-06T00:00", "2025-12-12 00:00 Fri"),
+        ("0 4 29 feb *", "2025-12-04T00:00", "2028-02-29 04:00 Tue"),
+        ("5/20 22-23 * dec *", "2025-12-04T23:30", "2025-12-04 23:45 Thu"),
+        ("@weekly", "2025-12-04T00:00", "2025-12-07 00:00 Sun"),
+        ("@daily", "2025-12-31T23:59", "2026-01-01 00:00 Thu"),
+    ],
+)
+def test_cron_schedule_next_run(expression, after, expected):
+    assert next_run(expression, after) == expected, f"next run of '{expression}' after {after}"
+
+
+# A malformed schedule stops the scheduler at start instead of never running a backup.
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "",
+        "0 2 * *",
+        "60 2 * * *",
+        "0 24 * * *",
+        "0 2 0 * *",
+        "0 2 * 13 *",
+        "*/0 * * * *",
+        "0 2 * * funday",
+        "5-1 * * * *",
+        "@reboot",
+        "0 2 * * * *",
+    ],
+)
+def test_invalid_cron_schedule_is_rejected(expression):
+    result = subprocess.run(
+        [str(BIN / "backup-scheduler"), "check", expression],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 2, f"'{expression}' was accepted as a schedule"
