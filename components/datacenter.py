@@ -20,6 +20,7 @@ from components.settings import Settings
 from components.volumes import VolumeCatalog
 
 EXPORT_SCHEMA_VERSION = 1
+HTTPS_PORT = 443
 
 
 class HospitalDataCenter(pulumi.ComponentResource):
@@ -156,7 +157,7 @@ def _flows(datacenter: HospitalDataCenter) -> list[dict]:
                     site.service,
                     site.upstream_port,
                     "https" if site.upstream_tls else "http",
-                    f"proxies https://{site.host_name}/",
+                    f"serves https://{site.host_name}{_port_suffix(site.listen_port)}/",
                     zone=site.zone,
                 )
             )
@@ -203,6 +204,10 @@ def _inbound(settings: Settings, service: str, port: Publish) -> list[dict]:
     else:
         audience = "staff"
     return [_flow(audience, service, port.host_port, port.protocol, port.purpose, **arrives)]
+
+
+def _port_suffix(port: int) -> str:
+    return "" if port == HTTPS_PORT else f":{port}"
 
 
 def _sites(datacenter: HospitalDataCenter) -> list[WebSite]:

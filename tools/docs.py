@@ -392,13 +392,44 @@ def _dicom(dicom: Mapping[str, Any]) -> list[str]:
 
 def _edr(edr: Mapping[str, Any]) -> list[str]:
     lines = []
-    for key, title in (("gui", "GUI (security team)"), ("frontend", "Agent frontend")):
+    facts = (
+        ("guiUrl", "GUI (security team, management address only)"),
+        ("agentFrontendUrl", "Agent frontend"),
+    )
+    lines += [f"- {title}: {_code(edr[key])}" for key, title in facts if edr.get(key)]
+    for key, title in (
+        ("clientEvents", "Client monitoring"),
+        ("serverEvents", "Server monitoring"),
+    ):
         if edr.get(key):
-            lines.append(f"- {title}: {_code(_scalar_or_url(edr[key]))}")
-    artifacts = edr.get("artifacts")
-    if artifacts:
-        lines.append("- Hospital artifacts: " + ", ".join(_code(a) for a in _names(artifacts)))
+            lines.append(f"- {title}: " + ", ".join(_code(name) for name in _names(edr[key])))
+    enrolment = edr.get("enrolment")
+    if isinstance(enrolment, Mapping) and enrolment.get("hostInstall"):
+        lines += ["", "Enrol an endpoint (on a Debian host, as an administrator):", "", "```sh"]
+        lines += [str(command) for command in enrolment["hostInstall"]]
+        lines.append("```")
+        if enrolment.get("note"):
+            lines += ["", str(enrolment["note"])]
+    rules = edr.get("auditRules")
+    if rules:
+        lines += ["", "Host audit rules (auditd) for PHI file access:", "", "```"]
+        lines += [str(rule) for rule in rules]
+        lines.append("```")
     return lines
+
+
+def _edr_clients_command(edr: Mapping[str, Any]) -> str | None:
+    """The server-side query listing enrolled clients, from the exported velociraptor call."""
+    enrolment = edr.get("enrolment")
+    command = enrolment.get("clientConfigCommand") if isinstance(enrolment, Mapping) else None
+    match = re.match(r"^(docker exec \S+ \S+ --config \S+) config client", str(command or ""))
+    if match is None:
+        return None
+    return (
+        f"{match.group(1)} query "
+        '"SELECT client_id, os_info.fqdn AS host, last_ip, '
+        'timestamp(epoch=last_seen_at / 1000000) AS last_seen FROM clients()"'
+    )
 
 
 def _certificates(exports: Mapping[str, Any]) -> str:
@@ -651,9 +682,11 @@ def _health_checks(stack: str, exports: Mapping[str, Any]) -> str:
         "4. Published ports are bound only to the addresses in the ports table:",
         "",
         "   ```sh",
-        "   ss -tln | grep -E '"
-        + "|".join(sorted({f":{p['hostPort']}" for p in exports["ports"]}))
-        + "'",
+        "   ss -Htln '( "
+        + " or ".join(
+            f"sport = :{port}" for port in sorted({p["hostPort"] for p in exports["ports"]})
+        )
+        + " )'",
         "   ```",
         "",
         "   Expected listeners: "
@@ -661,17 +694,29 @@ def _health_checks(stack: str, exports: Mapping[str, Any]) -> str:
         + ".",
     ]
     edr = exports.get("edr")
-    lines += ["", "5. EDR agents reporting in:", ""]
-    if isinstance(edr, Mapping) and edr.get("clientsCommand"):
-        lines += ["   ```sh", f"   {edr['clientsCommand']}", "   ```"]
-    elif isinstance(edr, Mapping) and edr.get("gui"):
-        lines.append(
-            f"   Open the EDR GUI at {_code(_scalar_or_url(edr['gui']))} (management address "
-            "only), search clients for `all` and check that every enrolled endpoint was seen "
-            "within the last day."
-        )
-    else:
+    lines += ["", "5. EDR agents reporting in (every enrolled endpoint seen within the day):", ""]
+    if not isinstance(edr, Mapping):
         lines.append("   This stack exports no EDR service; there is no client list to check.")
+    else:
+        command = _edr_clients_command(edr)
+        if command:
+            lines += ["   ```sh", f"   {command}", "   ```", ""]
+        if edr.get("guiUrl"):
+            lines.append(
+                f"   Or in the GUI at {_code(edr['guiUrl'])}: search clients for `all` and read "
+                "the last-seen column."
+            )
+        certificate = edr.get("serverCertificate")
+        if isinstance(certificate, Mapping) and certificate.get("check"):
+            lines += [
+                "",
+                "   The EDR server's own certificate (issued by Velociraptor, not by the stack's "
+                "CA) and its expiry:",
+                "",
+                "   ```sh",
+                f"   {certificate['check']}",
+                "   ```",
+            ]
     backup = exports.get("backup")
     if isinstance(backup, Mapping) and backup.get("enabled"):
         container = backup.get("container", "?")
