@@ -85,7 +85,7 @@ class HospitalDataCenter(pulumi.ComponentResource):
             "domain": settings.domain,
             "endpoints": self.endpoints,
             "networks": platform.zones.describe(),
-            "volumes": platform.volumes.describe(settings.backup.enabled),
+            "volumes": platform.volumes.describe(_backup_runs(platform)),
             "certificates": platform.pki.describe(),
             "services": _services(platform),
             "ports": platform.ports_table(),
@@ -111,6 +111,13 @@ class HospitalDataCenter(pulumi.ComponentResource):
             "flows": _flows(self),
             **self.extra_exports,
         }
+
+
+def _backup_runs(platform: Platform) -> bool:
+    """True when a backup container exists: only then is a volume of a backed-up class covered."""
+    return platform.settings.backup.enabled and any(
+        record.service == "backup" for record in platform.services
+    )
 
 
 def _services(platform: Platform) -> dict[str, dict]:
