@@ -87,6 +87,11 @@ class EdrSettings(StackModel):
         description="the day the server generated or last reissued its certificate",
     )
     certificate_validity_days: Annotated[int, Field(ge=30, le=3650)] = SERVER_CERTIFICATE_DAYS
+    build_client_packages: bool = Field(
+        default=True,
+        description="run the image's Container.InitializeServer at first start, which "
+        "downloads Velociraptor releases and builds MSI, DEB and RPM agent packages",
+    )
 
     @field_validator("image")
     @classmethod
@@ -137,7 +142,10 @@ class Edr(pulumi.ComponentResource):
         self.datastore_volume = platform.volumes.create(SERVICE, "datastore", "phi", self)
         self.artifacts_volume = platform.volumes.create(SERVICE, "artifacts", "config", self)
 
-        phi_volumes = [volume.name for volume in platform.volumes.of_class("phi")]
+        # The server's own datastore is left to Velociraptor's own audit log.
+        phi_volumes = [
+            volume.name for volume in platform.volumes.of_class("phi") if volume.service != SERVICE
+        ]
         log_volumes = {volume.service: volume.name for volume in platform.volumes.of_class("logs")}
         if "pacs" not in log_volumes:
             pulumi.log.warn(
@@ -168,6 +176,7 @@ class Edr(pulumi.ComponentResource):
                 hostname=str(settings.addresses.agents),
                 frontend_port=edr.frontend_port,
                 gui_port=edr.gui_port,
+                build_client_packages=edr.build_client_packages,
             ),
             # Limitation: the image reads the initial admin password only from this variable
             # (no *_FILE variant), so it shows in `docker inspect`; it is used once, at the
@@ -241,15 +250,24 @@ class Edr(pulumi.ComponentResource):
         self.register_outputs({"guiUrl": self.gui_url, "agentFrontendUrl": self.frontend_url})
 
 
-def server_environment(*, hostname: str, frontend_port: int, gui_port: int) -> dict[str, str]:
-    """The image's variables except the password: what the first config is generated from."""
-    return {
+def server_environment(
+    *, hostname: str, frontend_port: int, gui_port: int, build_client_packages: bool = True
+) -> dict[str, str]:
+    """The image's variables except the password: what the first config is generated from.
+
+    `VELOCIRAPTOR_LITERAL_CONFIG` stays unset: it would carry the server's private keys in the
+    environment. The image treats any value of `VELOCIRAPTOR_NO_INITIALIZE` as "skip".
+    """
+    environment = {
         HOSTNAME_VARIABLE: hostname,
         FRONTEND_PORT_VARIABLE: str(frontend_port),
         GUI_PORT_VARIABLE: str(gui_port),
         DATASTORE_VARIABLE: DATASTORE_DIR,
         CONFIG_PATH_VARIABLE: CONFIG_FILE,
     }
+    if not build_client_packages:
+        environment[NO_INITIALIZE_VARIABLE] = "TRUE"
+    return environment
 
 
 def server_certificate(edr: EdrSettings, early_renewal_days: int) -> dict[str, Any]:
@@ -377,7 +395,9 @@ def artifact_defaults(
     targets = "Service,Url\n" + "".join(
         f"{target.service},{target.url}\n" for target in probe_targets(watched_sites)
     )
-    aets = "|".join(re.escape(aet) for aet in sorted(allowed_aets)) or "(?!)"
+    # With no modality configured nothing is allowed: every extracted caller is flagged.
+    aets = "|".join(re2_literal(aet) for aet in sorted(allowed_aets))
+    allowed_callers = f"^({aets})$" if aets else "^$"
     log_globs = "Source,Glob\nhost,/var/log/auth.log\nhost,/var/log/secure\n" + "".join(
         f"{service},{DOCKER_VOLUMES_ROOT}/{volume}/_data/**\n"
         for service, volume in sorted(log_volumes.items())
@@ -391,7 +411,7 @@ def artifact_defaults(
         "Hospital.Server.CertificateExpiry": {
             "ServerPemUrl": f"https://127.0.0.1:{frontend_port}/server.pem",
         },
-        "Hospital.Client.DicomTraffic": {"AllowedCallingAets": f"^({aets})$"},
+        "Hospital.Client.DicomTraffic": {"AllowedCallingAets": allowed_callers},
         "Hospital.Client.FailedLogins": {"LogGlobs": log_globs},
     }
     if "pacs" in log_volumes:
@@ -399,6 +419,11 @@ def artifact_defaults(
             f"{DOCKER_VOLUMES_ROOT}/{log_volumes['pacs']}/_data/*.log*"
         )
     return defaults
+
+
+def re2_literal(text: str) -> str:
+    """`text` as a literal in Go's RE2 syntax, which rejects escapes of non-punctuation."""
+    return re.sub(r"([\\.^$*+?()\[\]{}|-])", r"\\\1", text)
 
 
 def render_artifacts(defaults: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -413,7 +438,19 @@ def render_artifacts(defaults: Mapping[str, Mapping[str, str]]) -> dict[str, str
         for parameter in definition.get("parameters", []):
             if parameter["name"] in overrides:
                 parameter["default"] = overrides[parameter["name"]]
-        rendered[definition["name"]] = yaml.safe_dump(
-            definition, sort_keys=False, default_flow_style=False, width=100
+        rendered[definition["name"]] = yaml.dump(
+            definition, Dumper=_ArtifactDumper, sort_keys=False, width=100
         )
     return rendered
+
+
+class _ArtifactDumper(yaml.SafeDumper):
+    """Writes multi-line strings (descriptions, queries, CSV defaults) as literal blocks."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ArtifactDumper.add_representer(str, _represent_text)

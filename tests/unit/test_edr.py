@@ -1,0 +1,674 @@
+"""The Velociraptor server under the offline preview: the image contract, what is published where,
+the hospital artifacts checked against the artifact schema and the documented VQL, and exports.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.edr import (
+    ARTIFACTS_SOURCE,
+    IMAGE_DEFAULT_PASSWORD,
+    EdrSettings,
+    artifact_defaults,
+    certificate_warnings,
+    re2_literal,
+    render_artifacts,
+    server_certificate,
+    server_environment,
+)
+from components.platform import WebSite
+from tools.preview import run_program
+from tools.recording import RecordedResource, Recording
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+# Every variable the image reads: Docker/entrypoint (LITERAL_CONFIG, CONFIG_PATH,
+# INITIAL_ADMIN_PASSWORD) and Docker/init.vql (the rest) of the Velociraptor repository.
+ENTRYPOINT_VARIABLES = {
+    "VELOCIRAPTOR_HOSTNAME",
+    "VELOCIRAPTOR_FRONTEND_PORT",
+    "VELOCIRAPTOR_GUI_PORT",
+    "VELOCIRAPTOR_DATASTORE_PATH",
+    "VELOCIRAPTOR_CONFIG_PATH",
+    "VELOCIRAPTOR_INITIAL_ADMIN_PASSWORD",
+    "VELOCIRAPTOR_NO_INITIALIZE",
+    "VELOCIRAPTOR_LITERAL_CONFIG",
+}
+
+# The VQL plugins and functions the artifacts may call, each with the arguments its page in the
+# VQL reference (docs.velociraptor.app/vql_reference/<section>/<name>/) documents. None means
+# free-form arguments.
+DOCUMENTED_VQL: dict[str, frozenset[str] | None] = {
+    # event/
+    "clock": frozenset({"start", "period", "ms"}),
+    "watch_monitoring": frozenset({"artifact"}),
+    "watch_syslog": frozenset({"filename", "accessor", "buffer_size", "query"}),
+    "fifo": frozenset({"query", "max_age", "max_rows", "flush"}),
+    # popular/
+    "foreach": frozenset({"row", "query", "async", "workers", "column"}),
+    "glob": frozenset(
+        {"globs", "root", "accessor", "nosymlink", "recursion_callback", "one_filesystem"}
+    ),
+    "http_client": frozenset(
+        {
+            "url",
+            "params",
+            "headers",
+            "method",
+            "data",
+            "chunk_size",
+            "disable_ssl_security",
+            "skip_verify",
+            "tempfile_extension",
+            "remove_last",
+            "root_ca",
+            "cookie_jar",
+        }
+    ),
+    "info": frozenset(),
+    "timestamp": frozenset({"epoch", "cocoatime", "mactime", "winfiletime", "string", "format"}),
+    "count": frozenset({"items"}),
+    # basic/
+    "now": frozenset(),
+    "dict": None,
+    "format": frozenset({"format", "args"}),
+    "upcase": frozenset({"string"}),
+    "base64decode": frozenset({"string"}),
+    "regex_transform": frozenset({"source", "map", "key"}),
+    # parsers/
+    "parse_x509": frozenset({"data"}),
+    "parse_string_with_regex": frozenset({"string", "regex"}),
+    # other/ (free-form arguments become the alert's fields)
+    "alert": None,
+}
+EVENT_PLUGINS = {"clock", "watch_monitoring", "watch_syslog", "fifo"}
+ARTIFACT_TYPES = {"CLIENT", "CLIENT_EVENT", "SERVER", "SERVER_EVENT"}
+PARAMETER_TYPES = {"string", "int", "int64", "bool", "regex", "csv", "json", "timestamp"}
+# Namespaces of Velociraptor's built-in artifacts; a custom artifact must not shadow them.
+BUILT_IN_NAMESPACES = {
+    "Admin",
+    "Generic",
+    "Linux",
+    "MacOS",
+    "Network",
+    "Reporting",
+    "Server",
+    "System",
+    "Windows",
+    "Container",
+}
+# Columns the plugins above emit, as documented (http_client: Url, Content, Response;
+# watch_syslog: OSPath, Line; glob: OSPath; event rows from clients carry ClientId).
+PLUGIN_COLUMNS = {"Url", "Content", "Response", "OSPath", "Line", "ClientId"}
+VQL_KEYWORDS = {"SELECT", "FROM", "WHERE", "LET", "AS", "AND", "OR", "NOT", "LIMIT", "GROUP"}
+VQL_KEYWORDS |= {"BY", "ORDER", "TRUE", "FALSE", "NULL", "IN"}
+
+
+def artifact_paths() -> list[Path]:
+    return sorted(ARTIFACTS_SOURCE.glob("*.yaml"))
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def without_literals(query: str) -> str:
+    """The query with string literals, backtick names and comments blanked out."""
+    query = re.sub(r"//[^\n]*", " ", query)
+    query = re.sub(r"'''.*?'''", '""', query, flags=re.S)
+    query = re.sub(r'"(?:\\.|[^"\\])*"', '""', query)
+    query = re.sub(r"'(?:\\.|[^'\\])*'", '""', query)
+    return re.sub(r"`[^`]*`", "Name", query)
+
+
+def calls(query: str) -> list[tuple[str, str]]:
+    """(function, argument text) for every call in the query, nested calls included."""
+    text = without_literals(query)
+    found = []
+    for match in re.finditer(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(", text):
+        depth, start = 1, match.end()
+        position = start
+        while depth and position < len(text):
+            depth += {"(": 1, ")": -1}.get(text[position], 0)
+            position += 1
+        found.append((match.group(1), text[start : position - 1]))
+    return found
+
+
+def top_level_arguments(arguments: str) -> set[str]:
+    """The names of the `name=value` arguments at the outer level of one call."""
+    names, depth = set(), 0
+    for match in re.finditer(r"[(){}\[\]]|\b([A-Za-z_][A-Za-z0-9_]*)\s*=(?![=~])", arguments):
+        token = match.group(0)
+        if token in "({[":
+            depth += 1
+        elif token in ")}]":
+            depth -= 1
+        elif depth == 0:
+            names.add(match.group(1))
+    return names
+
+
+def queries(definition: dict) -> list[str]:
+    return [source["query"] for source in definition["sources"]]
+
+
+def edr_container(recording: Recording) -> RecordedResource:
+    return recording.named("edr", CONTAINER)
+
+
+def environment(container: RecordedResource) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in container.input("envs"))
+
+
+def mounts(container: RecordedResource) -> dict[str, dict]:
+    return {volume["containerPath"]: volume for volume in container.input("volumes")}
+
+
+def labels(resource: RecordedResource) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in resource.input("labels", [])}
+
+
+def mutated_prod(tmp_path: Path, **edr: object) -> Recording:
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    document["config"]["hospital:edr"].update(edr)
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    return run_program("prod", stack_file)
+
+
+# ---- the image contract ----------------------------------------------------------------------
+
+
+# The server sets only variables the image reads, and every one it needs for its first config.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_server_sets_only_the_image_variables(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+
+    variables = set(environment(edr_container(recording)))
+
+    assert variables <= ENTRYPOINT_VARIABLES, (
+        f"unknown variables: {variables - ENTRYPOINT_VARIABLES}"
+    )
+    required = ENTRYPOINT_VARIABLES - {"VELOCIRAPTOR_NO_INITIALIZE", "VELOCIRAPTOR_LITERAL_CONFIG"}
+    assert required <= variables, f"missing variables: {required - variables}"
+    assert "VELOCIRAPTOR_LITERAL_CONFIG" not in variables, "a literal config puts keys in the env"
+
+
+# The generated admin password reaches the container as a secret, and never as the image default.
+def test_admin_password_is_generated_and_secret(prod_recording: Recording) -> None:
+    container = edr_container(prod_recording)
+    envs = container.input("envs")
+    index = next(i for i, line in enumerate(envs) if line.startswith("VELOCIRAPTOR_INITIAL_"))
+
+    password = envs[index].split("=", 1)[1]
+
+    assert container.input_is_secret(f"envs.{index}"), "the admin password env is not secret"
+    assert password != IMAGE_DEFAULT_PASSWORD, "the image's default password is used"
+    generated = [
+        p.output("result")
+        for p in prod_recording.of_type(PASSWORD)
+        if p.input("keepers")["account"] == "edr-admin"
+    ]
+    assert generated == [password], "the password is not the generated edr-admin password"
+    assert len(password) >= 16, "prod passwords must be at least 16 characters"
+
+
+# Config and datastore live on volumes at the image's paths, classed so backups cover both.
+def test_config_and_datastore_volumes_at_the_image_paths(prod_recording: Recording) -> None:
+    container = edr_container(prod_recording)
+    by_path = mounts(container)
+    env = environment(container)
+    volumes = {v.input("name"): v for v in prod_recording.of_type(VOLUME)}
+
+    config = volumes[by_path["/etc/velociraptor/"]["volumeName"]]
+    datastore = volumes[by_path["/datastore/"]["volumeName"]]
+
+    assert labels(config)["hospital.data-class"] == "config", "server keys must be backed up"
+    assert labels(datastore)["hospital.data-class"] == "phi", "forensic data may hold PHI"
+    assert env["VELOCIRAPTOR_DATASTORE_PATH"] == "/datastore/"
+    assert env["VELOCIRAPTOR_CONFIG_PATH"].startswith("/etc/velociraptor/"), "config off volume"
+    assert all(labels(v)["hospital.service"] == "edr" for v in (config, datastore))
+    assert all(v.options.get("retainOnDelete") for v in (config, datastore)), "prod must retain"
+
+
+# The hospital artifacts are uploaded one by one into a named volume at /custom_artifacts/, so
+# Docker copies the image's Container.InitializeServer into it and nothing hides that artifact.
+def test_artifacts_sit_beside_the_image_initialisation_artifact(prod_recording: Recording) -> None:
+    container = edr_container(prod_recording)
+    artifacts_mount = mounts(container)["/custom_artifacts/"]
+
+    uploaded = sorted(upload["file"] for upload in container.input("uploads"))
+
+    assert artifacts_mount.get("volumeName"), "a bind mount would hide the image's artifact"
+    assert not artifacts_mount.get("hostPath"), "a bind mount would hide the image's artifact"
+    expected = sorted(f"/custom_artifacts/{path.name}" for path in artifact_paths())
+    assert uploaded == expected, "every artifact file must be uploaded, and nothing else"
+    assert not any("InitializeServer" in name for name in uploaded), "overwrote the image's own"
+
+
+# Agents reach the frontend only on the agents' address; the GUI port is published by no address
+# of the EDR container.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_only_the_frontend_is_published_on_the_agents_address(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+    stack_config = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    agents = stack_config["hospital:addresses"]["agents"]
+    edr = stack_config["hospital:edr"]
+
+    ports = edr_container(recording).input("ports")
+
+    assert [(p["ip"], p["external"], p["internal"]) for p in ports] == [
+        (agents, edr["frontendPort"], edr["frontendPort"])
+    ], f"the EDR container publishes {ports}"
+    assert all(p["internal"] != edr["guiPort"] for p in ports), "the GUI port is published"
+
+
+# The GUI is served by the gateway on the management address, and by nothing on other addresses.
+def test_gui_is_reached_only_through_the_gateway_on_management(prod_recording: Recording) -> None:
+    stack_config = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    management = stack_config["hospital:addresses"]["management"]
+    gui_port = stack_config["hospital:edr"]["guiPort"]
+
+    published = [
+        (container.name, port["ip"], port["external"])
+        for container in prod_recording.of_type(CONTAINER)
+        for port in container.input("ports") or []
+    ]
+
+    gui = [entry for entry in published if entry[2] == gui_port]
+    assert gui == [("gateway", management, gui_port)], f"GUI port published as {gui}"
+    assert (
+        prod_recording.export("endpoints")["edr"] == f"https://edr.hospital.example.org:{gui_port}/"
+    )
+
+
+# The server joins the security zone only: no route into the clinical or data zones.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_server_lives_in_the_security_zone_only(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+
+    container = edr_container(recording)
+
+    networks = [network["name"] for network in container.input("networksAdvanced")]
+    assert networks == [f"hospital-{stack}-security"], f"EDR joins {networks}"
+    assert container.input("networkMode") == f"hospital-{stack}-security"
+
+
+# The health check asks the monitoring endpoint with the image's busybox wget (no curl there).
+def test_health_check_reads_the_metrics_endpoint(prod_recording: Recording) -> None:
+    health = edr_container(prod_recording).input("healthcheck")
+
+    assert health["tests"][:2] == ["CMD", "wget"], f"health check is {health['tests']}"
+    assert health["tests"][-1] == "http://127.0.0.1:8003/metrics"
+
+
+# The hardened baseline holds: read-only root, no capabilities, and a memory limit per stack.
+@pytest.mark.parametrize(("stack", "memory"), [("dev", 512), ("prod", 2048)])
+def test_server_runs_hardened(stack: str, memory: int, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+
+    container = edr_container(recording)
+
+    assert container.input("readOnly") is True, "root file system must be read-only"
+    assert container.input("capabilities") == {"drops": ["ALL"]}, "capabilities were added"
+    assert container.input("memory") == memory
+
+
+# A Velociraptor release older than 0.77.3 is refused with the key that set it.
+def test_vulnerable_release_is_refused(tmp_path: Path) -> None:
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    document["config"]["hospital:edr"]["image"] = "ghcr.io/velocidex/velociraptor-server:0.77.2"
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    with pytest.raises(Exception) as raised:
+        run_program("prod", stack_file)
+
+    assert "hospital:edr.image" in str(raised.value), f"error does not name the key: {raised.value}"
+
+
+# Turning off client packages uses the image's own switch, and only then.
+def test_client_packages_switch_uses_the_image_variable() -> None:
+    built = server_environment(hostname="10.0.0.1", frontend_port=8000, gui_port=8889)
+    skipped = server_environment(
+        hostname="10.0.0.1", frontend_port=8000, gui_port=8889, build_client_packages=False
+    )
+
+    assert "VELOCIRAPTOR_NO_INITIALIZE" not in built, "packages would never be built"
+    assert skipped["VELOCIRAPTOR_NO_INITIALIZE"] == "TRUE"
+
+
+# ---- the artifacts -----------------------------------------------------------------------------
+
+
+# Each file is one artifact named after the file, outside the built-in namespaces, with a type,
+# a description, typed parameters and sources that each hold a query.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_artifact_follows_the_artifact_schema(path: Path) -> None:
+    definition = load(path)
+
+    assert definition["name"] == path.stem, "file name and artifact name differ"
+    assert re.fullmatch(r"Hospital\.(Server|Client)\.[A-Z][A-Za-z]+", definition["name"])
+    assert definition["name"].split(".")[0] not in BUILT_IN_NAMESPACES
+    assert definition["type"] in ARTIFACT_TYPES, f"unknown type {definition['type']}"
+    assert len(definition["description"].strip()) > 40, "description says too little"
+    unknown_keys = set(definition) - {
+        "name",
+        "description",
+        "author",
+        "type",
+        "precondition",
+        "parameters",
+        "sources",
+    }
+    assert not unknown_keys, f"keys the artifact schema does not have: {unknown_keys}"
+    for parameter in definition.get("parameters", []):
+        assert re.fullmatch(r"[A-Z][A-Za-z]+", parameter["name"]), parameter["name"]
+        assert parameter.get("type", "string") in PARAMETER_TYPES, parameter
+        assert isinstance(parameter.get("default", ""), str), f"{parameter['name']} not a string"
+        assert parameter.get("description"), f"{parameter['name']} has no description"
+    assert definition["sources"], "no sources"
+    assert all(source.get("query", "").strip() for source in definition["sources"])
+
+
+# Server artifacts run on the server; client artifacts run on Linux agents and say so.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_artifact_type_matches_where_it_runs(path: Path) -> None:
+    definition = load(path)
+    kind = definition["name"].split(".")[1]
+
+    if kind == "Server":
+        assert definition["type"] in {"SERVER", "SERVER_EVENT"}
+        assert "precondition" not in definition, "server artifacts need no precondition"
+    else:
+        assert definition["type"] in {"CLIENT", "CLIENT_EVENT"}
+        precondition = definition["precondition"]
+        assert re.fullmatch(r"SELECT .+ FROM info\(\) WHERE OS = 'linux'", precondition)
+
+
+# Every call is a documented VQL plugin or function with documented arguments only.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_artifact_calls_only_documented_vql(path: Path) -> None:
+    definition = load(path)
+
+    for query in queries(definition):
+        for function, arguments in calls(query):
+            assert function in DOCUMENTED_VQL, f"{function}() is not in the documented allow-list"
+            documented = DOCUMENTED_VQL[function]
+            if documented is not None:
+                extra = top_level_arguments(arguments) - documented
+                assert not extra, f"{function}() has no argument(s) {extra}"
+
+
+# Parentheses, braces and brackets balance, and each statement selects FROM something.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_artifact_query_is_well_formed(path: Path) -> None:
+    definition = load(path)
+
+    for query in [*queries(definition), definition.get("precondition", "SELECT 1 FROM scope()")]:
+        text = without_literals(query)
+        stack: list[str] = []
+        for character in text:
+            if character in "({[":
+                stack.append(character)
+            elif character in ")}]":
+                assert stack and "({["[")}]".index(character)] == stack.pop(), "unbalanced"
+        assert not stack, f"unclosed {stack}"
+        statements = [s for s in re.split(r"\n\s*\n", text.strip()) if s.strip()]
+        for statement in statements:
+            assert re.search(r"\bSELECT\b[\s\S]+\bFROM\b", statement), statement
+        final = statements[-1].lstrip()
+        assert final.startswith("SELECT"), "the last statement must be the query that emits rows"
+
+
+# Every bare name the query passes as an argument or compares against is a parameter, a LET, a
+# column alias, a column of a CSV parameter or a documented plugin column; every parameter is used.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_artifact_refers_only_to_defined_names(path: Path) -> None:
+    definition = load(path)
+    parameters = {p["name"] for p in definition.get("parameters", [])}
+    text = "\n".join(without_literals(query) for query in queries(definition))
+
+    lets = set(re.findall(r"\bLET\s+([A-Za-z_][A-Za-z0-9_]*)", text))
+    aliases = set(re.findall(r"\bAS\s+([A-Za-z_][A-Za-z0-9_]*)", text))
+    csv_columns = {
+        column
+        for p in definition.get("parameters", [])
+        if p.get("type") == "csv"
+        for column in p["default"].splitlines()[0].split(",")
+    }
+    defined = parameters | lets | aliases | csv_columns | PLUGIN_COLUMNS | VQL_KEYWORDS
+    used = set(re.findall(r"(?<![=!<>])=\s*([A-Za-z_][A-Za-z0-9_]*)(?![\w(])", text))
+    used |= set(re.findall(r"=~\s*([A-Za-z_][A-Za-z0-9_]*)(?![\w(])", text))
+
+    assert used - defined == set(), f"undefined names {used - defined}"
+    unused = {name for name in parameters if not re.search(rf"\b{name}\b", text)}
+    assert not unused, f"parameters the query never reads: {unused}"
+
+
+# Event artifacts never end: their query is driven by an event plugin.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_event_artifacts_use_an_event_plugin(path: Path) -> None:
+    definition = load(path)
+
+    plugins = {function for query in queries(definition) for function, _ in calls(query)}
+
+    if definition["type"].endswith("_EVENT"):
+        assert plugins & EVENT_PLUGINS, f"{definition['name']} uses no event plugin"
+
+
+# watch_monitoring watches the queue of a client event artifact we ship, never file paths.
+def test_failed_login_alerts_watch_the_client_event_queue() -> None:
+    alerts = load(ARTIFACTS_SOURCE / "Hospital.Server.FailedLoginAlerts.yaml")
+    watched = next(p["default"] for p in alerts["parameters"] if p["name"] == "ClientArtifact")
+
+    client = load(ARTIFACTS_SOURCE / f"{watched}.yaml")
+
+    assert client["type"] == "CLIENT_EVENT", "watch_monitoring watches client event queues"
+    assert "paths" not in top_level_arguments(
+        next(args for f, args in calls(queries(alerts)[0]) if f == "watch_monitoring")
+    )
+    emitted = set(re.findall(r"\bAS\s+(\w+)", queries(client)[0])) | PLUGIN_COLUMNS
+    read = {"OSPath", "SourceAddress", "Line"}
+    assert read <= emitted, f"the alert reads columns the client never emits: {read - emitted}"
+
+
+# Regex defaults stay inside RE2 (Go): no look-around, no back-references.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_regex_defaults_are_re2(path: Path) -> None:
+    definition = load(path)
+
+    for parameter in definition.get("parameters", []):
+        if parameter.get("type") == "regex":
+            pattern = parameter["default"]
+            re.compile(pattern)
+            assert not re.search(r"\(\?[=!<]|\\[1-9]", pattern), f"{parameter['name']} not RE2"
+
+
+# The AE titles allowed to call the PACS are escaped for RE2 and match exactly.
+def test_allowed_aets_match_exactly() -> None:
+    defaults = artifact_defaults(
+        watched_sites=[],
+        probe_period_seconds=300,
+        frontend_port=8000,
+        root_ca_pem="",
+        allowed_aets=["CT1", "MR.1", "READ ING"],
+        log_volumes={},
+    )
+
+    allowed = re.compile(defaults["Hospital.Client.DicomTraffic"]["AllowedCallingAets"])
+
+    assert all(allowed.search(aet) for aet in ["CT1", "MR.1", "READ ING"])
+    assert not any(allowed.search(aet) for aet in ["MRX1", "CT12", "EVIL"]), "too permissive"
+    assert re2_literal("A B") == "A B", "RE2 rejects an escaped space"
+
+
+# The prod stack's uploaded artifacts carry the stack's values and still pass the schema checks.
+def test_rendered_artifacts_carry_the_stack_values(prod_recording: Recording) -> None:
+    uploads = {
+        Path(upload["file"]).stem: yaml.safe_load(upload["content"])
+        for upload in edr_container(prod_recording).input("uploads")
+    }
+    (ca,) = prod_recording.of_type("tls:index/selfSignedCert:SelfSignedCert")
+
+    def default(artifact: str, name: str) -> str:
+        return next(p["default"] for p in uploads[artifact]["parameters"] if p["name"] == name)
+
+    targets = default("Hospital.Server.ServiceHealth", "Targets")
+    assert "pacs,https://pacs.hospital.example.org:443/" in targets, targets
+    assert default("Hospital.Server.ServiceHealth", "RootCA") == ca.output("certPem")
+    assert default("Hospital.Server.CertificateExpiry", "ServerPemUrl").endswith(":8000/server.pem")
+    assert default("Hospital.Client.DicomTraffic", "AllowedCallingAets") == "^(CT1|MR1|READING1)$"
+    for name, definition in uploads.items():
+        assert definition == {
+            **load(ARTIFACTS_SOURCE / f"{name}.yaml"),
+            "parameters": definition["parameters"],
+        }, f"{name}: rendering changed more than parameter defaults"
+
+
+# A default for a parameter an artifact does not declare is a programming error, not a no-op.
+def test_rendering_refuses_an_unknown_parameter() -> None:
+    with pytest.raises(ValueError, match=r"Hospital\.Server\.ServiceHealth"):
+        render_artifacts({"Hospital.Server.ServiceHealth": {"Tragets": "x"}})
+
+
+# The probes go to each site's public HTTPS URL through the gateway.
+def test_service_probes_use_the_public_urls() -> None:
+    site = WebSite("emr", "emr.h.example", "openemr", 80, "clinical", "10.0.0.1", 443)
+
+    defaults = artifact_defaults(
+        watched_sites=[site],
+        probe_period_seconds=120,
+        frontend_port=8000,
+        root_ca_pem="PEM",
+        allowed_aets=[],
+        log_volumes={"pacs": "hospital-x-pacs-logs"},
+    )
+
+    assert defaults["Hospital.Server.ServiceHealth"]["Targets"].splitlines()[1:] == [
+        "emr,https://emr.h.example:443/"
+    ]
+    assert defaults["Hospital.Server.ServiceHealth"]["PeriodSeconds"] == "120"
+    assert "hospital-x-pacs-logs" in defaults["Hospital.Client.DicomTraffic"]["LogGlob"]
+
+
+# ---- certificate lifetime, exports, dev and prod ----------------------------------------------
+
+
+# With an issue date recorded, the export says when the certificate expires and when to renew.
+def test_certificate_expiry_follows_the_recorded_issue_date() -> None:
+    edr = EdrSettings(certificate_issued=datetime.date(2026, 1, 10))
+
+    described = server_certificate(edr, early_renewal_days=30)
+
+    assert described["notAfter"] == "2027-01-10"
+    assert described["renewFrom"] == "2026-12-11"
+    assert described["status"] == "recorded"
+
+
+# prod warns when the date is unknown or renewal is due; dev stays quiet until something is due.
+@pytest.mark.parametrize(
+    ("issued", "today", "is_prod", "warned"),
+    [
+        (None, datetime.date(2026, 6, 1), True, "not recorded"),
+        (None, datetime.date(2026, 6, 1), False, None),
+        (datetime.date(2026, 1, 10), datetime.date(2026, 6, 1), True, None),
+        (datetime.date(2026, 1, 10), datetime.date(2026, 12, 20), False, "reissue it now"),
+        (datetime.date(2026, 1, 10), datetime.date(2027, 1, 10), True, "expired"),
+    ],
+)
+def test_certificate_warnings(issued, today, is_prod: bool, warned: str | None) -> None:
+    certificate = server_certificate(EdrSettings(certificate_issued=issued), 30)
+
+    warnings = certificate_warnings(certificate, today, is_prod)
+
+    if warned is None:
+        assert warnings == [], f"unexpected warning {warnings}"
+    else:
+        assert len(warnings) == 1 and warned in warnings[0], warnings
+
+
+# An issue date in the future is a typo, refused before anything is built.
+def test_future_issue_date_is_refused() -> None:
+    with pytest.raises(ValueError, match="future"):
+        EdrSettings(certificate_issued=datetime.date.today() + datetime.timedelta(days=1))
+
+
+# The committed prod stack reports the certificate as unrecorded and tells how to read it.
+def test_prod_export_describes_certificate_and_enrolment(prod_recording: Recording) -> None:
+    edr = prod_recording.export("edr")
+
+    assert edr["serverCertificate"]["status"] == "unrecorded"
+    assert "server.pem" in edr["serverCertificate"]["check"]
+    assert edr["agentFrontendUrl"] == "https://10.40.0.10:8000/"
+    assert edr["enrolment"]["serverUrl"] == edr["agentFrontendUrl"]
+    assert edr["enrolment"]["clientConfigCommand"].startswith("docker exec hospital-prod-edr ")
+    assert "config client" in edr["enrolment"]["clientConfigCommand"]
+    assert edr["guiUrl"] == "https://edr.hospital.example.org:8889/"
+    assert edr["guiAddress"] == "10.40.9.10"
+    assert edr["artifacts"] == sorted(path.stem for path in artifact_paths())
+    assert any("not recorded" in log.message for log in prod_recording.logs), "no warning"
+
+
+# A recorded issue date flows from the stack file into the export.
+def test_recorded_issue_date_reaches_the_export(tmp_path: Path) -> None:
+    recording = mutated_prod(tmp_path, certificateIssued="2026-11-01")
+
+    certificate = recording.export("edr")["serverCertificate"]
+
+    assert certificate["notAfter"] == "2027-11-01", certificate
+
+
+# The audit rules watch every patient-data volume of the other services, not the EDR's own.
+def test_audit_rules_cover_the_patient_data_volumes(prod_recording: Recording) -> None:
+    phi = {
+        volume.input("name")
+        for volume in prod_recording.of_type(VOLUME)
+        if labels(volume)["hospital.data-class"] == "phi"
+        and labels(volume)["hospital.service"] != "edr"
+    }
+
+    rules = prod_recording.export("edr")["auditRules"]
+
+    assert phi, "the prod stack has no patient-data volume"
+    assert rules == [
+        f"-w /var/lib/docker/volumes/{v}/_data -p rwa -k hospital-phi" for v in sorted(phi)
+    ]
+
+
+# dev binds everything to loopback; the GUI site follows each stack's management address.
+@pytest.mark.parametrize(("stack", "address"), [("dev", "127.0.0.1"), ("prod", "10.40.9.10")])
+def test_gui_site_listens_on_the_management_address(stack: str, address: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+
+    edr = recording.export("edr")
+
+    assert edr["guiAddress"] == address
+    assert environment(edr_container(recording))["VELOCIRAPTOR_HOSTNAME"] == (
+        "127.0.0.1" if stack == "dev" else "10.40.0.10"
+    ), "agents are told a different address than the one the frontend is published on"
+
+
+# No secret of the run shows up in any plain export or plain output.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_secret_in_plain_outputs(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+    secrets = [value for value in recording.secret_values() if len(value) >= 8]
+
+    leaks = [
+        where for where, text in recording.plain_strings() for secret in secrets if secret in text
+    ]
+
+    assert not leaks, f"secrets in plain outputs at {leaks[:5]}"
+    assert not recording.exports["edr"].holds_secret(), "the edr export must hold no secret"
+    assert "edr-admin" in recording.export("credentialAccounts")
