@@ -199,7 +199,8 @@ def _inbound(settings: Settings, service: str, port: Publish) -> list[dict]:
                 service,
                 port.host_port,
                 "dicom",
-                "DICOM " + ", ".join(sorted(modality.allow)),
+                f"DICOM {', '.join(sorted(modality.allow))} from AE {modality.aet} "
+                f"at {modality.host}",
                 **arrives,
             )
             for name, modality in sorted(settings.pacs.modalities.items())

@@ -5,6 +5,7 @@ A `pulumi stack output --json` file and the offline preview's exports both pass 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -12,6 +13,9 @@ import jsonschema
 
 from components.datacenter import EXPORT_SCHEMA_VERSION
 from tools.recording import REDACTED, UNKNOWN_MARK
+
+OUTSIDE_PARTY = re.compile(r"^(staff|security-team|agents|backup-storage|modality:[A-Za-z0-9_-]+)$")
+"""The parties outside the host that a flow may name."""
 
 SECRET_EXPORTS = frozenset({"credentials"})
 """Exports that hold secrets by design; the docs never read them."""
@@ -65,8 +69,8 @@ FLOW = _object(
     {"zone": ZONE, "address": ADDRESS},
 )
 """A connection one party opens to another. Parties are service names (keys of `services`)
-or outside parties (`staff`, `security-team`, `agents`, `modality:<name>`, `backup-storage`);
-`zone` is the trust zone it crosses inside the host, `address` the host address it arrives on."""
+or outside parties (OUTSIDE_PARTY); `zone` is the trust zone it crosses inside the host,
+`address` the host address it arrives on (or the outside address it goes to)."""
 
 CERTIFICATE = _object(
     {"subject": STRING, "sans": _array(STRING), "sha256": STRING, "notAfter": TIMESTAMP}
@@ -196,11 +200,32 @@ def validate_exports(exports: Mapping[str, Any], source: str) -> dict[str, Any]:
         if _is_hidden(error.instance):
             continue
         problems.append(f"export '{path or '(top level)'}': {error.message}")
+    if not problems:
+        problems += _dangling_references(exports)
     if problems:
         raise ExportSchemaError(source, problems)
     return {
         key: _whole_numbers(value) for key, value in exports.items() if key not in SECRET_EXPORTS
     }
+
+
+def _dangling_references(exports: Mapping[str, Any]) -> list[str]:
+    """Ports, volumes and flows that name a service or party the exports do not define."""
+    services = exports["services"]
+    problems = [
+        f"export 'ports.{index}.service' names {port['service']!r}, which is not in 'services'"
+        for index, port in enumerate(exports["ports"])
+        if port["service"] not in services
+    ]
+    for index, flow in enumerate(exports["flows"]):
+        for end in ("source", "target"):
+            party = flow[end]
+            if party not in services and not OUTSIDE_PARTY.match(party):
+                problems.append(
+                    f"export 'flows.{index}.{end}' names {party!r}: neither a service nor an "
+                    "outside party"
+                )
+    return problems
 
 
 def _whole_numbers(value: Any) -> Any:

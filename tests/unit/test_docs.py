@@ -262,3 +262,13 @@ def test_command_rejects_an_unreadable_outputs_file(tmp_path: Path, capsys) -> N
 
     assert code == 2
     assert f"stack outputs file {outputs} is not JSON" in capsys.readouterr().err
+
+
+# A flow naming a party that is neither a service nor an outside party is refused by path.
+def test_outputs_with_a_dangling_flow_are_rejected(document: PreviewDocument) -> None:
+    outputs = json.loads(json.dumps(document.outputs))
+    outputs["flows"].append({**outputs["flows"][0], "target": "ghost"})
+    index = len(outputs["flows"]) - 1
+
+    with pytest.raises(ExportSchemaError, match=rf"'flows\.{index}\.target' names 'ghost'"):
+        validate_exports(outputs, "outputs.json")
