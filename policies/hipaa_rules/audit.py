@@ -6,6 +6,7 @@ from pulumi_policy import Severity
 
 from .framework import CONTAINER, resource_policy
 from .inputs import command_line, environment, service, uploads_text
+from .nginx import loopback_only, outside_servers, server_blocks
 
 AUDIT = "164.312(b)"
 ACTIVITY_REVIEW = "164.308(a)(1)(ii)(D)"
@@ -18,6 +19,15 @@ ACCESS_LOG_OFF = re.compile(r"^\s*access_log\s+off\s*;", re.MULTILINE)
 EMR_AUDIT_SWITCH = "OPENEMR_SETTING_enable_auditlog"
 
 
+def access_log_off(config: str) -> bool:
+    """True when access logging is off globally or in a server reachable off the host."""
+    if ACCESS_LOG_OFF.search(outside_servers(config)):
+        return True
+    return any(
+        ACCESS_LOG_OFF.search(block) and not loopback_only(block) for block in server_blocks(config)
+    )
+
+
 def audit_gaps(props) -> list[str]:
     """What keeps a service from auditing access, by service; empty when it audits."""
     name = service(props)
@@ -28,7 +38,7 @@ def audit_gaps(props) -> list[str]:
             return ["the MariaDB server_audit plugin is not logging (server_audit_logging=ON)"]
     if name == "gateway":
         configs = [text for path, text in uploads_text(props) if path.endswith(".conf")]
-        if any(ACCESS_LOG_OFF.search(text) for text in configs):
+        if any(access_log_off(text) for text in configs):
             return ["nginx access logging is switched off"]
     if name == "emr" and environment(props).get(EMR_AUDIT_SWITCH, "1") in ("0", "false"):
         return [f"{EMR_AUDIT_SWITCH} turns the OpenEMR audit log off"]

@@ -20,6 +20,7 @@ from .inputs import (
     service,
     uploads_text,
 )
+from .nginx import redirects_only
 
 ACCESS_CONTROL = "164.312(a)(1)"
 TRANSMISSION = "164.312(e)(1)"
@@ -63,8 +64,8 @@ PRIVILEGED_PORTS_SCHEMA = schema(
     allowedPrivilegedPorts={
         "type": "array",
         "items": {"type": "integer", "minimum": 1, "maximum": 1023},
-        "default": [443],
-        "description": "Host ports below 1024 that may be published (HTTPS by default).",
+        "default": [80, 443],
+        "description": "Host ports below 1024 that may be published (HTTP redirect, HTTPS).",
     }
 )
 
@@ -133,11 +134,17 @@ WEB_TLS_SCHEMA = schema(
 def validate_web_tls(args, report_violation):
     plain = setting(args, WEB_TLS_SCHEMA, "plainHttpPorts")
     loopback_ok = setting(args, WEB_TLS_SCHEMA, "allowLoopbackHttp")
+    gateway_config = ""
+    if service(args.props) == "gateway":
+        gateway_config = "\n".join(text for path, text in uploads_text(args.props))
     for port in published_ports(args.props):
-        if int(port.get("internal", 0)) not in plain:
+        internal = int(port.get("internal", 0))
+        if internal not in plain:
             continue
         if loopback_ok and is_loopback(host_address(port)):
             continue
+        if gateway_config and redirects_only(gateway_config, internal):
+            continue  # an HTTP listener that only redirects to HTTPS carries no PHI
         report_violation(
             f"Container '{args.name}' publishes plain HTTP (container port "
             f"{int(port['internal'])}) on host port {host_port(port)}; serve it through the TLS "

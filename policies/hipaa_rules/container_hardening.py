@@ -62,9 +62,24 @@ CAPABILITIES_SCHEMA = schema(
     allowedCapabilities={
         "type": "array",
         "items": {"type": "string"},
-        "default": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID", "NET_BIND_SERVICE"],
-        "description": "Capabilities a container may add back after dropping ALL.",
-    }
+        "default": [
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "FSETID",
+            "KILL",
+            "SETGID",
+            "SETUID",
+            "NET_BIND_SERVICE",
+        ],
+        "description": "Capabilities any container may add back after dropping ALL.",
+    },
+    serviceCapabilities={
+        "type": "object",
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        "default": {},
+        "description": "Reviewed exceptions: service label -> extra capabilities it may add.",
+    },
 )
 
 
@@ -76,8 +91,13 @@ def validate_capabilities(args, report_violation):
             f"Container '{args.name}' keeps the default capability set; set "
             "`capabilities.drops=['ALL']` and add back only what it needs."
         )
+    exceptions = setting(args, CAPABILITIES_SCHEMA, "serviceCapabilities")
     allowed = {
-        capability(name) for name in setting(args, CAPABILITIES_SCHEMA, "allowedCapabilities")
+        capability(name)
+        for name in [
+            *setting(args, CAPABILITIES_SCHEMA, "allowedCapabilities"),
+            *exceptions.get(service(args.props) or "", []),
+        ]
     }
     for name in known_items(sequence(capabilities, "adds")):
         if capability(name) not in allowed:
@@ -278,22 +298,26 @@ def validate_user_networks(args, report_violation):
 
 
 READ_ONLY_SCHEMA = schema(
-    readOnlyServices={
+    writableRootServices={
         "type": "array",
         "items": {"type": "string"},
-        "default": ["gateway", "backup"],
-        "description": "Services whose images are known to run with a read-only root.",
+        "default": [],
+        "description": "Services whose images must write into their root filesystem.",
     }
 )
 
 
 def validate_read_only_root(args, report_violation):
     name = service(args.props)
-    if name not in setting(args, READ_ONLY_SCHEMA, "readOnlyServices"):
+    if name in setting(args, READ_ONLY_SCHEMA, "writableRootServices"):
+        return
+    # Limitation: the docker provider copies `uploads` into the created container, and Docker
+    # refuses that copy into a read-only root; a container with uploads cannot be read-only.
+    if len(sequence(args.props, "uploads")):
         return
     if not args.props.get("readOnly", False):
         report_violation(
-            f"Container '{args.name}' ({name}) can run read-only but its root filesystem is "
+            f"Container '{args.name}' ({name}) needs no uploads yet its root filesystem is "
             "writable; set `readOnly=True` and give it `tmpfs` for scratch paths."
         )
 
@@ -447,7 +471,7 @@ POLICIES = [
     ),
     resource_policy(
         name="container-enable-read-only-root",
-        description="Services able to run read-only have a read-only root filesystem.",
+        description="Containers without uploads run with a read-only root filesystem.",
         validate=validate_read_only_root,
         resource_types=[CONTAINER],
         severity=Severity.MEDIUM,

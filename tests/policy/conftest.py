@@ -46,6 +46,15 @@ server {
     access_log /var/log/nginx/access.log;
     location / { proxy_pass http://openemr:80; }
 }
+server {
+    listen 8080;
+    return 301 https://$host$request_uri;
+}
+server {
+    listen 127.0.0.1:8081;
+    access_log off;
+    location = /healthz { return 200; }
+}
 """
 DATABASE_CNF = """
 [mariadb]
@@ -93,7 +102,10 @@ def gateway() -> dict[str, Any]:
     return hardened_container(
         "gateway",
         user="101:101",
-        ports=[{"internal": 8443.0, "external": 443.0, "ip": PROD_ADDRESS, "protocol": "tcp"}],
+        ports=[
+            {"internal": 8443.0, "external": 443.0, "ip": PROD_ADDRESS, "protocol": "tcp"},
+            {"internal": 8080.0, "external": 80.0, "ip": PROD_ADDRESS, "protocol": "tcp"},
+        ],
         uploads=[{"file": "/etc/nginx/conf.d/hospital.conf", "content": GATEWAY_CONF}],
         networksAdvanced=[
             {"name": "hospital-prod-edge", "aliases": ["gateway"]},
@@ -134,6 +146,7 @@ def emr() -> dict[str, Any]:
             f"OE_PASS={SECRET_MARKER}",
             "FORCE_DATABASE_SSL_CONNECT=1",
         ],
+        uploads=[{"file": "/root/certs/mysql/server/mysql-ca", "content": "-----BEGIN CERT"}],
         networksAdvanced=[
             {"name": "hospital-prod-clinical", "aliases": ["openemr"]},
             {"name": "hospital-prod-data", "aliases": ["openemr"]},

@@ -10,6 +10,7 @@ import pytest
 from conftest import (
     AGE_RECIPIENT,
     COMPLIANT,
+    CONTAINER,
     RULES,
     SECRET_MARKER,
     UNKNOWN,
@@ -343,7 +344,7 @@ RESOURCE_MUTATIONS = [
         set_key("networkMode", "bridge"),
         "also joins the default bridge",
     ),
-    ("container-enable-read-only-root", "gateway", drop("readOnly"), "root filesystem is writable"),
+    ("container-enable-read-only-root", "backup", drop("readOnly"), "root filesystem is writable"),
     ("container-disallow-root-user", "gateway", set_key("user", "0:0"), "runs as root"),
     ("container-disallow-root-user", "backup", drop("user"), "runs as root"),
     (
@@ -638,8 +639,8 @@ def test_backup_schedule_gap_is_the_longest_interval(schedule, gap):
 
 
 def test_loopback_http_is_tolerated_only_when_configured(compliant):
-    resource_type, props = compliant("gateway")
-    props["ports"].append({"internal": 8080.0, "external": 8080.0, "ip": "127.0.0.1"})
+    resource_type, props = compliant("emr")
+    props["ports"] = [{"internal": 80.0, "external": 8080.0, "ip": "127.0.0.1"}]
 
     strict = run_resource_rule("container-enforce-tls-on-web-ports", resource_type, props)
     lab = run_resource_rule(
@@ -665,3 +666,19 @@ def test_age_recipient_file_counts_as_encryption(compliant):
     outcome = run_resource_rule("container-enable-backup-encryption", resource_type, props)
 
     assert outcome.messages == [], outcome.messages
+
+
+def test_reviewed_capability_exception_applies_to_its_service_only(compliant):
+    exception = {"serviceCapabilities": {"database": ["DAC_READ_SEARCH"]}}
+    _, database = compliant("database")
+    _, emr = compliant("emr")
+    database["capabilities"]["adds"].append("DAC_READ_SEARCH")
+    emr["capabilities"] = {"drops": ["ALL"], "adds": ["DAC_READ_SEARCH"]}
+
+    allowed = run_resource_rule(
+        "container-enforce-capability-drop-all", CONTAINER, database, exception
+    )
+    refused = run_resource_rule("container-enforce-capability-drop-all", CONTAINER, emr, exception)
+
+    assert allowed.messages == [], f"the database exception was ignored: {allowed.messages}"
+    assert refused.messages, "the database's exception leaked to the EMR"
