@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+# The C loader parses the same safe subset several times faster, when libyaml is present.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class StackConfigError(Exception):
     """A stack file, project file or secrets file that cannot become a config map."""
@@ -69,7 +72,7 @@ def load_stack_config(
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError as missing:
         raise StackConfigError(f"{path}: no such file") from missing
     except yaml.YAMLError as broken:
