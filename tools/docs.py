@@ -37,10 +37,10 @@ OUTSIDE_PARTIES = {
     "backup-storage": "Backup storage",
 }
 ZONE_ROLES = {
-    "edge": "TLS gateway; the only zone reached from staff networks",
-    "clinical": "gateway to OpenEMR and Orthanc",
-    "data": "database and its clients; internal, no route off the host",
-    "security": "Velociraptor server and its agents' frontend",
+    "edge": "the TLS gateway that staff browsers reach",
+    "clinical": "the gateway's upstreams: OpenEMR and Orthanc",
+    "data": "the database and the services that read or back it up",
+    "security": "the EDR server, and the gateway's path to its GUI",
 }
 DATA_CLASSES = {
     "phi": "protected health information",
