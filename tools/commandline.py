@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
+
+from pulumi import RunError
 
 from tools.preview import REPO_ROOT, PreviewFailed, run_program
 from tools.recording import Recording
@@ -54,4 +57,12 @@ def report_failure(failure: PreviewFailed | StackConfigError) -> int:
     )
     for problem in failure.problems:
         print(f"  - {problem}", file=sys.stderr)
+    if not isinstance(failure.error, RunError):
+        # Not a reported problem but a bug: say where it happened, still without a traceback.
+        frames = traceback.extract_tb(failure.error.__traceback__)
+        if frames:
+            innermost = frames[-1]
+            print(
+                f"  at {innermost.filename}:{innermost.lineno} in {innermost.name}", file=sys.stderr
+            )
     return 1

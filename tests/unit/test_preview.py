@@ -374,3 +374,17 @@ def test_plan_command_reports_problems_without_traceback(toy_program_dir, toy_st
     assert exit_code == 1
     assert "toy:passwordLength: 8 is below the minimum of 12" in captured.err, captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+# A bug in the program (not a reported problem) is located by file and line, still briefly.
+def test_plan_command_locates_a_program_bug(tmp_path, capsys):
+    (tmp_path / "Pulumi.yaml").write_text("name: buggy\nruntime: python\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    (tmp_path / "__main__.py").write_text('zones = {}\nzones["edge"]\n')
+
+    exit_code = tools_main(["plan", "--stack", "dev", "--project-dir", str(tmp_path)])
+    captured = capsys.readouterr()
+
+    assert exit_code == 1
+    assert f"at {tmp_path / '__main__.py'}:2" in captured.err, captured.err
+    assert "Traceback" not in captured.err
