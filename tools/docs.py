@@ -792,16 +792,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --outputs: the `python -m tools check --format json` report to include",
     )
     parser.add_argument("--out", type=Path, help="where to write (default docs/<stack>.md)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the file at --out differs from the generated document",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the document; 0 on success, 2 when an input does not fit."""
+    """Write (or with --check compare) the document; 1 when stale, 2 when an input does not fit."""
     try:
         document = build(args)
     except (DocsInputError, ExportSchemaError) as error:
         print(f"docs: {error}", file=sys.stderr)
         return 2
     target = args.out or DOCS_DIR / f"{args.stack}.md"
+    if args.check:
+        if target.exists() and target.read_text() == document:
+            print(f"docs: {target} is current")
+            return 0
+        print(f"docs: {target} is stale; run `make docs STACK={args.stack}`", file=sys.stderr)
+        return 1
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(document)
     print(f"docs: wrote {target} ({len(document.splitlines())} lines)")

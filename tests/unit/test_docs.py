@@ -272,3 +272,18 @@ def test_outputs_with_a_dangling_flow_are_rejected(document: PreviewDocument) ->
 
     with pytest.raises(ExportSchemaError, match=rf"'flows\.{index}\.target' names 'ghost'"):
         validate_exports(outputs, "outputs.json")
+
+
+# `--check` reports a stale document with exit code 1 and leaves the file alone.
+def test_check_option_reports_a_stale_document(document: PreviewDocument, tmp_path: Path) -> None:
+    stack = document.recording.stack
+    outputs, target = tmp_path / "outputs.json", tmp_path / f"{stack}.md"
+    outputs.write_text(json.dumps(document.outputs))
+    target.write_text("# an old document\n")
+    arguments = ["--stack", stack, "--outputs", str(outputs), "--out", str(target)]
+
+    stale = docs.main([*arguments, "--check"])
+    docs.main(arguments)
+    current = docs.main([*arguments, "--check"])
+
+    assert (stale, current) == (1, 0), f"--check exit codes {stale}, {current}"
