@@ -140,7 +140,6 @@ class Edr(pulumi.ComponentResource):
         self.config_volume = platform.volumes.create(SERVICE, "config", "config", self)
         # Collected forensic data (uploaded files, log lines, query results) can hold PHI.
         self.datastore_volume = platform.volumes.create(SERVICE, "datastore", "phi", self)
-        self.artifacts_volume = platform.volumes.create(SERVICE, "artifacts", "config", self)
 
         # The server's own datastore is left to Velociraptor's own audit log.
         phi_volumes = [
@@ -185,11 +184,9 @@ class Edr(pulumi.ComponentResource):
             mounts=[
                 Mount(self.config_volume, CONFIG_DIR),
                 Mount(self.datastore_volume, DATASTORE_DIR),
-                # An empty named volume receives the image's own files at this path when the
-                # container is created (Docker's volume copy-up), so Container.InitializeServer
-                # stays beside the uploaded hospital artifacts.
-                Mount(self.artifacts_volume, ARTIFACTS_DIR),
             ],
+            # Each artifact is uploaded as its own file into the image's artifact directory,
+            # next to the image's Container.InitializeServer; no mount covers that directory.
             uploads=[
                 Upload(f"{ARTIFACTS_DIR}{artifact}.yaml", rendered[artifact])
                 for artifact in self.artifact_names
@@ -207,6 +204,13 @@ class Edr(pulumi.ComponentResource):
                 start_period="120s",
             ),
             memory_mb=edr.memory_mb,
+            # Limitation: the docker provider copies uploads through the container's root, which
+            # Docker refuses when the root file system is read-only.
+            read_only=False,
+            # Limitation: runs as root (with every capability dropped): the image has no service
+            # account, and the config and datastore volumes start out owned by root, so an
+            # unprivileged user could not write the first config; stepping down inside would
+            # need CHOWN and SETUID added back instead.
             tmpfs=TMPFS,
             parent=self,
         )
@@ -244,7 +248,6 @@ class Edr(pulumi.ComponentResource):
             "volumes": {
                 "config": self.config_volume.name,
                 "datastore": self.datastore_volume.name,
-                "artifacts": self.artifacts_volume.name,
             },
         }
         self.register_outputs({"guiUrl": self.gui_url, "agentFrontendUrl": self.frontend_url})
