@@ -30,6 +30,7 @@ NO_NEW_PRIVILEGES_OPTIONS = {
     "no-new-privileges=true",
 }
 SOCKET_SUFFIXES = ("docker.sock", "containerd.sock", "podman.sock")
+# `local` rotates on its own; the others ship logs to a collector that keeps and rotates them.
 ROTATING_DRIVERS = {"local", "journald", "syslog", "fluentd", "gelf", "awslogs", "splunk"}
 SIZE_UNITS = {"k": 1 / 1024, "m": 1, "g": 1024}
 
@@ -256,28 +257,29 @@ def log_size_mb(size: str) -> float | None:
 def validate_log_rotation(args, report_violation):
     driver = str(args.props.get("logDriver", "json-file"))
     options = mapping(args.props, "logOpts")
-    if driver in ROTATING_DRIVERS:
-        return
-    if driver != "json-file":
+    if driver not in ROTATING_DRIVERS | {"json-file"}:
         report_violation(
             f"Container '{args.name}' logs through '{driver}', which does not rotate; use "
-            "json-file with max-size and max-file, or local."
+            "local, or json-file with max-size and max-file."
         )
         return
-    size = log_size_mb(str(options.get("max-size", "")))
-    files = options.get("max-file")
-    if size is None or files is None:
+    if driver == "json-file" and ("max-size" not in options or "max-file" not in options):
         report_violation(
             f"Container '{args.name}' writes json-file logs without rotation; set "
             "`logOpts` max-size and max-file."
         )
         return
-    if size > setting(args, LOG_SCHEMA, "maximumFileSizeMb") or int(files) > setting(
-        args, LOG_SCHEMA, "maximumFiles"
+    # `local` rotates by default (20m x 5); explicit sizes must still stay within bounds.
+    size = log_size_mb(str(options.get("max-size", "20m")))
+    files = int(options.get("max-file", 5))
+    if (
+        size is None
+        or size > setting(args, LOG_SCHEMA, "maximumFileSizeMb")
+        or files > setting(args, LOG_SCHEMA, "maximumFiles")
     ):
         report_violation(
-            f"Container '{args.name}' keeps more log than allowed; lower `logOpts` max-size "
-            "or max-file."
+            f"Container '{args.name}' keeps more log than allowed or an unreadable size; "
+            "lower `logOpts` max-size or max-file."
         )
 
 

@@ -1,0 +1,359 @@
+"""The committed stacks under the policy gate: prod passes with no mandatory violation, dev's
+advisory list is the known one, and each of 20+ prod mutations is caught by the right rule."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools.__main__ import main as tools_main
+from tools.check import PACK_CONFIG_DIR, CheckResult, PackConfig, evaluate, render_report
+from tools.preview import run_program
+from tools.recording import RecordedResource, Recording
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+
+# Rules dev is expected to break, advisory only: a laptop lab renews certificates 14 days
+# ahead, lets the loopback-only database skip TLS and records no organisational sign-offs.
+DEV_ADVISORIES = {
+    "certificate-configure-validity",
+    "container-enforce-database-tls",
+    "stack-missing-attestations",
+}
+
+
+@pytest.fixture(scope="module")
+def prod_recording() -> Recording:
+    return run_program("prod", seed="policy-tests")
+
+
+@pytest.fixture(scope="module")
+def prod_config() -> PackConfig:
+    return PackConfig.load(PACK_CONFIG_DIR / "prod.json")
+
+
+@pytest.fixture(scope="module")
+def prod_baseline(prod_recording, prod_config) -> CheckResult:
+    return evaluate(prod_recording, prod_config)
+
+
+def test_prod_has_no_mandatory_violation(prod_baseline):
+    found = [f"{v.policy}: {v.message}" for v in prod_baseline.mandatory]
+
+    assert found == [], "prod breaks mandatory rules:\n" + "\n".join(found)
+
+
+def test_prod_evaluates_every_rule_without_waiting_on_unknowns(prod_baseline):
+    assert len(prod_baseline.evaluated) >= 25 and not prod_baseline.disabled, prod_baseline.disabled
+    assert prod_baseline.diagnostics == [], f"rules could not run: {prod_baseline.diagnostics}"
+
+
+def test_dev_reports_only_the_known_advisories():
+    recording = run_program("dev", seed="policy-tests")
+
+    result = evaluate(recording, PackConfig.load(PACK_CONFIG_DIR / "dev.json"))
+
+    assert result.mandatory == [], "dev must never block"
+    assert set(result.by_policy()) == DEV_ADVISORIES, (
+        f"dev advisories changed: {sorted(result.by_policy())}"
+    )
+
+
+def test_report_lists_attested_items_apart_from_enforced_ones(prod_baseline):
+    report = render_report(prod_baseline)
+
+    assert "| Train staff on systems | — | staff-training (attested) | attested |" in report, report
+    assert "enforced and passing" in report, "no checklist item shows as enforced"
+
+
+# --- mutations of the prod recording --------------------------------------------------------
+
+
+def mutate(kind: str, name: str, change: Callable[[dict[str, Any]], Any]):
+    """A recording mutation applying `change` to the inputs and outputs of one resource."""
+
+    def apply(recording: Recording) -> Recording:
+        resources = []
+        for resource in recording.resources:
+            if resource.type == kind and resource.name == name:
+                inputs, outputs = (
+                    copy.deepcopy(dict(resource.inputs)),
+                    copy.deepcopy(dict(resource.outputs)),
+                )
+                change(inputs)
+                change(outputs)
+                resource = dataclasses.replace(resource, inputs=inputs, outputs=outputs)
+            resources.append(resource)
+        return dataclasses.replace(recording, resources=resources)
+
+    return apply
+
+
+def remove(kind: str, name: str):
+    def apply(recording: Recording) -> Recording:
+        kept = [r for r in recording.resources if not (r.type == kind and r.name == name)]
+        assert len(kept) < len(recording.resources), f"no {kind} named {name} to remove"
+        return dataclasses.replace(recording, resources=kept)
+
+    return apply
+
+
+def first_of(kind: str) -> Callable[[Recording], RecordedResource]:
+    return lambda recording: next(r for r in recording.resources if r.type == kind)
+
+
+def set_env(name: str, value: str):
+    def change(props: dict[str, Any]) -> None:
+        envs = [e for e in props.get("envs", []) if not e.startswith(name + "=")]
+        props["envs"] = [*envs, f"{name}={value}"]
+
+    return change
+
+
+def edit_uploads(old: str, new: str):
+    def change(props: dict[str, Any]) -> None:
+        for upload in props.get("uploads", []):
+            if isinstance(upload.get("content"), str):
+                upload["content"] = upload["content"].replace(old, new)
+
+    return change
+
+
+RECORDING_MUTATIONS = [
+    (
+        "gateway privileged",
+        mutate(CONTAINER, "gateway", lambda p: p.update(privileged=True)),
+        "container-disallow-privileged",
+    ),
+    (
+        "database published",
+        mutate(
+            CONTAINER,
+            "database",
+            lambda p: p.update(
+                ports=[{"internal": 3306.0, "external": 3306.0, "ip": "10.40.0.10"}]
+            ),
+        ),
+        "container-disallow-published-database",
+    ),
+    (
+        "OpenEMR default admin password",
+        mutate(CONTAINER, "emr", set_env("OE_PASS", "pass")),
+        "container-disallow-default-credentials",
+    ),
+    (
+        "database TLS off",
+        mutate(
+            CONTAINER,
+            "database",
+            edit_uploads("require_secure_transport = ON", "require_secure_transport = OFF"),
+        ),
+        "container-enforce-database-tls",
+    ),
+    (
+        "gateway allows TLS 1.0",
+        mutate(
+            CONTAINER,
+            "gateway",
+            edit_uploads("ssl_protocols TLSv1.2 TLSv1.3", "ssl_protocols TLSv1 TLSv1.2 TLSv1.3"),
+        ),
+        "container-enforce-gateway-tls",
+    ),
+    (
+        "pacs without no-new-privileges",
+        mutate(CONTAINER, "pacs", lambda p: p.update(securityOpts=[])),
+        "container-enable-no-new-privileges",
+    ),
+    (
+        "emr keeps default capabilities",
+        mutate(CONTAINER, "emr", lambda p: p.update(capabilities={})),
+        "container-enforce-capability-drop-all",
+    ),
+    (
+        "database without health check",
+        mutate(CONTAINER, "database", lambda p: p.pop("healthcheck")),
+        "container-missing-healthcheck",
+    ),
+    (
+        "gateway never restarts",
+        mutate(CONTAINER, "gateway", lambda p: p.update(restart="no")),
+        "container-configure-restart-policy",
+    ),
+    (
+        "pacs without memory limit",
+        mutate(CONTAINER, "pacs", lambda p: p.pop("memory")),
+        "container-configure-memory-limit",
+    ),
+    (
+        "edr mounts the docker socket",
+        mutate(
+            CONTAINER,
+            "edr",
+            lambda p: p.setdefault("volumes", []).append(
+                {"hostPath": "/var/run/docker.sock", "containerPath": "/s"}
+            ),
+        ),
+        "container-disallow-docker-socket",
+    ),
+    (
+        "edr on the host network",
+        mutate(CONTAINER, "edr", lambda p: p.update(networkMode="host")),
+        "container-disallow-host-namespaces",
+    ),
+    (
+        "gateway publishes on every interface",
+        mutate(CONTAINER, "gateway", lambda p: [port.pop("ip", None) for port in p["ports"]]),
+        "container-disallow-unbound-ports",
+    ),
+    (
+        "data network routes off the host",
+        mutate(NETWORK, "zones-data", lambda p: p.update(internal=False)),
+        "stack-disallow-edge-to-data-path",
+    ),
+    (
+        "gateway joins the data zone",
+        mutate(
+            CONTAINER,
+            "gateway",
+            lambda p: p["networksAdvanced"].append({"name": "hospital-prod-data"}),
+        ),
+        "stack-disallow-edge-to-data-path",
+    ),
+    ("no EDR server", remove(CONTAINER, "edr"), "stack-missing-intrusion-detection"),
+    (
+        "EMR publishes plain HTTP",
+        mutate(
+            CONTAINER,
+            "emr",
+            lambda p: p.update(ports=[{"internal": 80.0, "external": 8080.0, "ip": "10.40.0.10"}]),
+        ),
+        "container-enforce-tls-on-web-ports",
+    ),
+    (
+        "json-file logs without rotation",
+        mutate(CONTAINER, "pacs", lambda p: p.update(logDriver="json-file", logOpts={})),
+        "container-configure-log-rotation",
+    ),
+    (
+        "gateway turns access logs off",
+        mutate(
+            CONTAINER,
+            "gateway",
+            edit_uploads("    access_log /dev/stdout audit;", "    access_log off;"),
+        ),
+        "container-enable-audit-logging",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [(change, rule) for _, change, rule in RECORDING_MUTATIONS],
+    ids=[label for label, _, _ in RECORDING_MUTATIONS],
+)
+def test_prod_recording_mutation_is_caught_by_its_rule(
+    change, rule, prod_recording, prod_config, prod_baseline
+):
+    result = evaluate(change(prod_recording), prod_config)
+
+    before = {v.message for v in prod_baseline.violations if v.policy == rule}
+    new = [v for v in result.violations if v.policy == rule and v.message not in before]
+    assert new, f"{rule} did not catch the mutation; it reported {result.by_policy().keys()}"
+    assert all(v.level == "mandatory" and v.citations for v in new), new
+
+
+# --- mutations of a prod stack file copy ----------------------------------------------------
+
+
+def old_date(days: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=days)).isoformat()
+
+
+def stack_key(key: str, value: Any) -> Callable[[dict], None]:
+    top, *path = key.split(".")
+
+    def change(document: dict) -> None:
+        target = document["config"]
+        if not path:
+            target[f"hospital:{top}"] = value
+            return
+        target = target[f"hospital:{top}"]
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    return change
+
+
+def drop_attestation(item: str) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        entries = document["config"]["hospital:attestations"]
+        document["config"]["hospital:attestations"] = [e for e in entries if e["item"] != item]
+
+    return change
+
+
+STACK_FILE_MUTATIONS = [
+    (
+        "rotation older than 90 days",
+        stack_key("credentials.rotation", old_date(120)),
+        "randompassword-enforce-rotation",
+    ),
+    (
+        "certificates renew a week ahead",
+        stack_key("pki.earlyRenewalDays", 7),
+        "certificate-configure-validity",
+    ),
+    (
+        "CA valid for 20 years",
+        stack_key("pki.caValidityDays", 7300),
+        "certificate-configure-validity",
+    ),
+    (
+        "DICOM on privileged port 104",
+        stack_key("pacs.dicomPort", 104),
+        "container-disallow-privileged-host-ports",
+    ),
+    (
+        "gateway on an unlisted address",
+        stack_key("addresses.edge", "10.40.0.99"),
+        "container-disallow-unbound-ports",
+    ),
+    ("log files of 2 GB", stack_key("logging.maxSize", "2g"), "container-configure-log-rotation"),
+    (
+        "staff training not attested",
+        drop_attestation("staff-training"),
+        "stack-missing-attestations",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [(change, rule) for _, change, rule in STACK_FILE_MUTATIONS],
+    ids=[label for label, _, _ in STACK_FILE_MUTATIONS],
+)
+def test_prod_stack_file_mutation_fails_the_gate_naming_its_rule(change, rule, tmp_path, capsys):
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    change(document)
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    exit_code = tools_main(["check", "--stack", "prod", "--stack-file", str(stack_file)])
+    output = capsys.readouterr().out
+
+    assert exit_code == 1, f"the gate let the mutation through:\n{output}"
+    assert f"[mandatory] {rule}" in output and "HIPAA 164." in output, output
+
+
+def test_the_mutation_matrix_has_at_least_20_changes():
+    assert len(RECORDING_MUTATIONS) + len(STACK_FILE_MUTATIONS) >= 20
