@@ -18,7 +18,7 @@ from tools.stack_config import StackConfigError
 
 
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    """--stack, --stack-file, --secrets, --seed and --project-dir, as every command reads them."""
+    """--stack, --stack-file, --secrets, --seed, --first-preview and --project-dir."""
     parser.add_argument("--stack", required=True, help="stack name, e.g. dev or prod")
     parser.add_argument(
         "--stack-file", type=Path, help="stack file to read instead of Pulumi.<stack>.yaml"
@@ -29,6 +29,11 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML map of config key -> plaintext for values stored as `secure:`",
     )
     parser.add_argument("--seed", help="make generated passwords, ids and EC keys repeatable")
+    parser.add_argument(
+        "--first-preview",
+        action="store_true",
+        help="leave computed outputs unknown, as a first `pulumi preview` does",
+    )
     parser.add_argument(
         "--project-dir", type=Path, default=REPO_ROOT, help="directory holding Pulumi.yaml"
     )
@@ -42,6 +47,7 @@ def recording_for(args: argparse.Namespace) -> Recording:
         project_dir=args.project_dir,
         secrets_file=args.secrets,
         seed=args.seed,
+        unknown_computed=getattr(args, "first_preview", False),
     )
 
 

@@ -174,7 +174,8 @@ class RecordingMonitor(MockMonitor):
 
         secret_outputs: set[str] = set()
         outputs = unwrap_secrets(state or {}, "", secret_outputs)
-        secret_outputs.update(k for k in request.additionalSecretOutputs if k in outputs)
+        # Declared secret outputs stay secret even while unknown, as the engine keeps them.
+        secret_outputs.update(request.additionalSecretOutputs)
         secret_outputs.update(p for p in secret_inputs if _has_path(outputs, p))
         wire_state = wrap_secrets(outputs, secret_outputs)
         object_proto = _sync_await(rpc.serialize_properties(wire_state, {}))

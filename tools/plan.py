@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tools.commandline import add_stack_arguments, recording_for
-from tools.recording import REDACTED, RecordedResource, Recording
+from tools.recording import REDACTED, UNKNOWN_MARK, RecordedResource, Recording
 
 NAME = "plan"
 HELP = "run the program offline and show every resource and export it would create"
@@ -169,7 +169,10 @@ def _password(resource: RecordedResource, _: Recording) -> str:
         facts.append(f"special={special!r}")
     if resource.input("keepers"):
         facts.append(f"keepers={','.join(sorted(resource.input('keepers')))}")
-    facts.append(f"result={REDACTED if resource.output_is_secret('result') else 'PLAIN'}")
+    if resource.output("result") is None:
+        facts.append(f"result={UNKNOWN_MARK}")
+    else:
+        facts.append(f"result={REDACTED if resource.output_is_secret('result') else 'PLAIN'}")
     return " ".join(facts)
 
 

@@ -63,6 +63,7 @@ def run_program(
     mocks: Mocks | None = None,
     seed: str | None = None,
     now: datetime | None = None,
+    unknown_computed: bool = False,
 ) -> Recording:
     """Run `<project_dir>/__main__.py` for one stack and record every resource and export.
 
@@ -74,6 +75,8 @@ def run_program(
     :param mocks: a provider stand-in; defaults to ProviderStandIn(seed=seed, now=now).
     :param seed: makes passwords, ids and EC/Ed25519 keys repeatable.
     :param now: the clock certificates are issued at (default: the real time).
+    :param unknown_computed: like a first `pulumi preview`: computed outputs are unknown,
+        so inputs built from them are unknown too (needs preview=True).
     :raises PreviewFailed: when the program or the stand-in raised.
 
     Example::
@@ -84,7 +87,8 @@ def run_program(
     project_dir = Path(project_dir).resolve()
     stack_file = Path(stack_file) if stack_file else project_dir / f"Pulumi.{stack}.yaml"
     config = load_stack_config(project_dir, stack_file, secrets_file)
-    monitor = RecordingMonitor(mocks or ProviderStandIn(seed=seed, now=now))
+    stand_in = ProviderStandIn(seed=seed, now=now, unknown_computed=unknown_computed)
+    monitor = RecordingMonitor(mocks or stand_in)
     logs: list[LogEntry] = []
     exports: dict[str, RecordedExport] = {}
 

@@ -35,6 +35,8 @@ class ProviderStandIn(Mocks):
         derives from it and the resource's type and name, so two runs agree.
     :param now: the moment certificates are issued at; defaults to the real clock.
     :param bcrypt_rounds: cost of `RandomPassword.bcryptHash` (the provider uses 10).
+    :param unknown_computed: answer every create with its inputs only, as the engine does
+        in a first `pulumi preview`: computed outputs (ids, PEMs, results) stay unknown.
 
     Example::
 
@@ -46,8 +48,10 @@ class ProviderStandIn(Mocks):
         seed: str | None = None,
         now: datetime | None = None,
         bcrypt_rounds: int = randomness.DEFAULT_BCRYPT_ROUNDS,
+        unknown_computed: bool = False,
     ) -> None:
         self.seed = seed
+        self.unknown_computed = unknown_computed
         self.now = now or datetime.now(UTC)
         self.bcrypt_rounds = bcrypt_rounds
         self.docker = docker.DockerStandIn()
@@ -81,6 +85,8 @@ class ProviderStandIn(Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         handler = self._resources.get(args.typ)
+        if self.unknown_computed:
+            return "", dict(args.inputs)
         if handler is None:
             return f"{args.name}-id", dict(args.inputs)
         try:

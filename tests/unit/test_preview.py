@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi.runtime.mocks import MockResourceArgs
+from pulumi.runtime.rpc import UNKNOWN
 
 from tools.__main__ import main as tools_main
 from tools.preview import PreviewFailed, run_program
@@ -388,3 +389,16 @@ def test_plan_command_locates_a_program_bug(tmp_path, capsys):
     assert exit_code == 1
     assert f"at {tmp_path / '__main__.py'}:2" in captured.err, captured.err
     assert "Traceback" not in captured.err
+
+
+# In first-preview mode computed outputs stay unknown and so do the inputs built from them.
+def test_first_preview_mode_leaves_computed_values_unknown(toy_program_dir):
+    recording = run_program("dev", project_dir=toy_program_dir, unknown_computed=True)
+
+    container = recording.named("web", CONTAINER)
+    view = recording.redacted()
+
+    assert container.input("image") == UNKNOWN, "image id should be unknown before creation"
+    assert recording.export("caCertPem") == UNKNOWN
+    assert view["exports"]["caCertPem"]["value"] == "[unknown]", view["exports"]["caCertPem"]
+    assert container.input("name") == "toy-web", "known inputs must stay known"
