@@ -243,6 +243,7 @@ class Edr(pulumi.ComponentResource):
             "serverEvents": [n for n in self.artifact_names if n.startswith("Hospital.Server.")],
             "clientEvents": [n for n in self.artifact_names if n.startswith("Hospital.Client.")],
             "serverCertificate": self.certificate,
+            "monitoringSetup": monitoring_setup(self.artifact_names),
             "enrolment": enrolment(self.container_name, self.frontend_url),
             "auditRules": audit_rules(phi_volumes),
             "volumes": {
@@ -357,6 +358,21 @@ def enrolment(container_name: str, frontend_url: str) -> dict[str, Any]:
     }
 
 
+def monitoring_setup(artifact_names: Sequence[str]) -> list[str]:
+    """The steps that turn the uploaded artifacts on; the server's monitoring tables live in its
+    datastore, which the image fills at first start, so they are set in the GUI once.
+    """
+    server = [name for name in artifact_names if name.startswith("Hospital.Server.")]
+    client = [name for name in artifact_names if name.startswith("Hospital.Client.")]
+    return [
+        "GUI > Server Events > Update server monitoring table: add " + ", ".join(server),
+        "GUI > Client Events > Update client monitoring table (label of the Docker host): add "
+        + ", ".join(client),
+        f"On the Docker host: load the auditRules (key {PHI_AUDIT_KEY}) into "
+        "/etc/audit/rules.d/ and run `augenrules --load`",
+    ]
+
+
 def audit_rules(phi_volumes: Sequence[str]) -> list[str]:
     """auditd watch rules for the host, one per patient-data volume."""
     return [
@@ -402,7 +418,7 @@ def artifact_defaults(
     aets = "|".join(re2_literal(aet) for aet in sorted(allowed_aets))
     allowed_callers = f"^({aets})$" if aets else "^$"
     log_globs = "Source,Glob\nhost,/var/log/auth.log\nhost,/var/log/secure\n" + "".join(
-        f"{service},{DOCKER_VOLUMES_ROOT}/{volume}/_data/**\n"
+        f"{service},{DOCKER_VOLUMES_ROOT}/{volume}/_data/**/*.log\n"
         for service, volume in sorted(log_volumes.items())
     )
     defaults = {

@@ -619,6 +619,8 @@ def test_prod_export_describes_certificate_and_enrolment(prod_recording: Recordi
     assert edr["guiUrl"] == "https://edr.hospital.example.org:8889/"
     assert edr["guiAddress"] == "10.40.9.10"
     assert edr["artifacts"] == sorted(path.stem for path in artifact_paths())
+    setup = "\n".join(edr["monitoringSetup"])
+    assert all(name in setup for name in edr["artifacts"]), "an artifact is never switched on"
     assert any("not recorded" in log.message for log in prod_recording.logs), "no warning"
 
 
