@@ -52,6 +52,18 @@ client_option_file() { # password-file
 	printf '[client]\npassword="%s"\n' "$password"
 }
 
+# Prints a file's SHA-256 in hex. OpenSSL uses the CPU's SHA extensions (several times faster
+# than coreutils' sha256sum here); sha256sum is the fallback where openssl is not installed.
+sha256_of() { # file
+	local digest
+	if command -v openssl >/dev/null; then
+		digest=$(openssl dgst -sha256 -r -- "$1") || return 1
+	else
+		digest=$(sha256sum -- "$1") || return 1
+	fi
+	printf '%s\n' "${digest%% *}"
+}
+
 # Fills the array named by $1 with age arguments for every configured recipient and checks
 # that age accepts them.
 age_recipient_args() { # array-name
