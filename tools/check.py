@@ -87,6 +87,9 @@ class CheckResult:
     evaluated: list[str] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
     attestations: dict[str, str] = field(default_factory=dict)
+    levels: dict[str, str] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)
+    overrides: list[tuple[str, str, Any]] = field(default_factory=list)
     resources: int = 0
     seconds: float = 0.0
 
@@ -135,6 +138,16 @@ class PackConfig:
         if not isinstance(document, dict):
             raise PackConfigError(f"{path}: the pack config must be a JSON object")
         return cls(document, policies)
+
+    def overrides(self) -> list[tuple[str, str, Any]]:
+        """(rule, setting, value) for every setting that differs from its schema default."""
+        changed = []
+        for name, properties in self._properties.items():
+            schema = self._policies[name].config_schema
+            for key, value in properties.items():
+                if schema is None or value != schema.properties[key].get("default"):
+                    changed.append((name, key, value))
+        return changed
 
     def level(self, policy: Policy) -> EnforcementLevel:
         if policy.name in self._levels:
@@ -299,9 +312,13 @@ def _run_one(
     report: Callable[..., None],
     resource: str,
 ) -> None:
-    """One validate call with the engine's handling of unknowns and not-applicable."""
+    """One validate call with the engine's handling of unknowns and not-applicable.
+
+    A call that neither raised not-applicable nor waited on an unknown counts as applied.
+    """
     try:
         policy.validate(args, report)
+        result.applied[policy.name] = result.applied.get(policy.name, 0) + 1
     except UnknownValueError as error:
         result.diagnostics.append(
             Diagnostic(
@@ -334,6 +351,7 @@ def evaluate(
         # A remediation cannot run offline; like the engine, report its violations as mandatory.
         active.append((policy, EnforcementLevel.MANDATORY if level.value == "remediate" else level))
         result.evaluated.append(policy.name)
+        result.levels[policy.name] = active[-1][1].value
     resource_rules = [(p, lv) for p, lv in active if isinstance(p, ResourceValidationPolicy)]
     stack_rules = [(p, lv) for p, lv in active if isinstance(p, StackValidationPolicy)]
 
@@ -362,6 +380,7 @@ def evaluate(
         args = StackValidationArgs(stack_view, pack_config.properties(policy))
         report = _reporter(result, policy, level, "(stack)", "")
         _run_one(result, policy, args, report, "(stack)")
+    result.overrides = pack_config.overrides()
     result.attestations = _attestation_status(stack_view, pack_config, policies)
     result.seconds = time.perf_counter() - started
     return result
@@ -395,8 +414,12 @@ def checklist_rows(result: CheckResult) -> list[dict[str, Any]]:
         for rule in entry.rules:
             if rule in result.disabled or rule not in result.evaluated:
                 rule_states.append((rule, "not evaluated"))
+            elif rule in violated:
+                rule_states.append((rule, "violated"))
+            elif not result.applied.get(rule):
+                rule_states.append((rule, "nothing to check"))
             else:
-                rule_states.append((rule, "violated" if rule in violated else "passing"))
+                rule_states.append((rule, "passing"))
         attested = [(item, result.attestations.get(item, "missing")) for item in entry.attestations]
         rows.append(
             {
@@ -414,6 +437,8 @@ def _row_status(rules: list[tuple[str, str]], attested: list[tuple[str, str]]) -
     if any(state == "violated" for _, state in rules):
         return "violated"
     if any(state != "attested" for _, state in attested):
+        return "missing"
+    if any(state == "nothing to check" for _, state in rules):
         return "missing"
     if rules and all(state == "passing" for _, state in rules):
         return "enforced and passing" + (" + attested" if attested else "")
@@ -477,6 +502,12 @@ def render_report(result: CheckResult) -> str:
         attested = "<br>".join(f"{item} ({state})" for item, state in row["attestations"]) or "—"
         status = row["status"] + (f" — {row['note']}" if row["note"] else "")
         lines.append(f"| {row['item']} | {rules} | {attested} | {status} |")
+    lines += ["", "## Pack settings that differ from the rule defaults", ""]
+    lines += [
+        f"- `{rule}`: `{key}` = `{json.dumps(value)}`" for rule, key, value in result.overrides
+    ]
+    if not result.overrides:
+        lines.append("- none")
     lines += [
         "",
         "## Rules",
@@ -489,22 +520,15 @@ def render_report(result: CheckResult) -> str:
         citations, cis = _citations(policy)
         if policy.name in result.disabled:
             outcome = "disabled"
+        elif policy.name in grouped:
+            outcome = f"{len(grouped[policy.name])} violation(s)"
         else:
-            outcome = (
-                f"{len(grouped[policy.name])} violation(s)" if policy.name in grouped else "pass"
-            )
-        level = "disabled" if policy.name in result.disabled else _level_of(result, policy)
+            outcome = "pass" if result.applied.get(policy.name) else "nothing to check"
+        level = result.levels.get(policy.name, "disabled")
         lines.append(
             f"| `{policy.name}` | {level} | {citations} | {', '.join(cis) or '—'} | {outcome} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _level_of(result: CheckResult, policy: Policy) -> str:
-    for violation in result.violations:
-        if violation.policy == policy.name:
-            return violation.level
-    return "evaluated"
 
 
 def run_check(

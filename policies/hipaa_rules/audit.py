@@ -17,6 +17,7 @@ DATABASE_AUDIT_SETTING = re.compile(
 DATABASE_AUDIT_FLAG = re.compile(r"^--server[_-]audit[_-]logging(=(on|1|true))?$", re.IGNORECASE)
 ACCESS_LOG_OFF = re.compile(r"^\s*access_log\s+off\s*;", re.MULTILINE)
 EMR_AUDIT_SWITCH = "OPENEMR_SETTING_enable_auditlog"
+AUDITED_SERVICES = ("database", "gateway", "emr")
 
 
 def access_log_off(config: str) -> bool:
@@ -46,6 +47,8 @@ def audit_gaps(props) -> list[str]:
 
 
 def validate_audit_logging(args, report_violation):
+    if service(args.props) not in AUDITED_SERVICES:
+        args.not_applicable("a service without its own access audit log")
     for gap in audit_gaps(args.props):
         report_violation(f"Container '{args.name}': {gap}; enable it so access to PHI is recorded.")
 

@@ -132,7 +132,7 @@ def schedule_gap_hours(schedule: str) -> float | None:
 def validate_backup_encryption(args, report_violation):
     job = backup_job(args.props)
     if job is None:
-        return
+        args.not_applicable("not the backup job")
     if not job.encrypted:
         report_violation(
             f"Backup job '{args.name}' has no encryption recipient; set BACKUP_AGE_RECIPIENTS "
@@ -148,7 +148,7 @@ SCHEDULE_SCHEMA = schema(
 def validate_backup_schedule(args, report_violation):
     job = backup_job(args.props)
     if job is None:
-        return
+        args.not_applicable("not the backup job")
     ceiling = setting(args, SCHEDULE_SCHEMA, "maximumRpoHours")
     gap = schedule_gap_hours(job.schedule) if job.schedule else None
     if gap is None:
@@ -191,11 +191,12 @@ def validate_backup_coverage(args, report_violation):
         and label(resource.props, DATA_CLASS_LABEL) in BACKED_UP_CLASSES
     ]
     if not jobs:
-        if volumes and setting(args, COVERAGE_SCHEMA, "required"):
-            report_violation(
-                f"No backup job protects the {len(volumes)} PHI/config volume(s); enable "
-                "`hospital:backup`."
-            )
+        if not volumes or not setting(args, COVERAGE_SCHEMA, "required"):
+            args.not_applicable("no backup job, and none is required")
+        report_violation(
+            f"No backup job protects the {len(volumes)} PHI/config volume(s); enable "
+            "`hospital:backup`."
+        )
         return
     mounted: dict[str, bool] = {}
     for _, job in jobs:

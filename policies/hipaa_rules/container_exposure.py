@@ -108,7 +108,7 @@ def validate_published_services(args, report_violation):
 
 def validate_database_unpublished(args, report_violation):
     if service(args.props) != "database":
-        return
+        args.not_applicable("not the database")
     if published_ports(args.props) or args.props.get("publishAllPorts", False):
         report_violation(
             f"Database container '{args.name}' publishes ports on the host; remove `ports` so "
@@ -165,7 +165,7 @@ def tls_protocols(config_text: str) -> list[set[str]]:
 
 def validate_gateway_tls(args, report_violation):
     if service(args.props) != "gateway":
-        return
+        args.not_applicable("not the gateway")
     config = "\n".join(text for path, text in uploads_text(args.props) if path.endswith(".conf"))
     if "ssl_certificate" not in config or not re.search(r"listen\s+[^;]*\bssl\b", config):
         report_violation(
@@ -191,6 +191,8 @@ def database_requires_tls(props) -> bool:
 
 def validate_database_tls(args, report_violation):
     name = service(args.props)
+    if name not in ("database", "emr"):
+        args.not_applicable("neither the database nor its client")
     if name == "database":
         if not database_requires_tls(args.props):
             report_violation(

@@ -312,11 +312,11 @@ READ_ONLY_SCHEMA = schema(
 def validate_read_only_root(args, report_violation):
     name = service(args.props)
     if name in setting(args, READ_ONLY_SCHEMA, "writableRootServices"):
-        return
+        args.not_applicable(f"{name}: reviewed exception (writableRootServices)")
     # Limitation: the docker provider copies `uploads` into the created container, and Docker
     # refuses that copy into a read-only root; a container with uploads cannot be read-only.
     if len(sequence(args.props, "uploads")):
-        return
+        args.not_applicable("receives uploads, which Docker cannot copy into a read-only root")
     if not args.props.get("readOnly", False):
         report_violation(
             f"Container '{args.name}' ({name}) needs no uploads yet its root filesystem is "
@@ -329,7 +329,8 @@ ROOT_USER_SCHEMA = schema(
         "type": "array",
         "items": {"type": "string"},
         "default": ["database", "emr"],
-        "description": "Services whose images must start as root and drop privileges.",
+        "description": "Reviewed exceptions: services that run as root (images that step "
+        "down by themselves, or root with every capability dropped).",
     }
 )
 
@@ -337,7 +338,7 @@ ROOT_USER_SCHEMA = schema(
 def validate_user(args, report_violation):
     name = service(args.props)
     if name in setting(args, ROOT_USER_SCHEMA, "rootServices"):
-        return
+        args.not_applicable(f"{name}: reviewed exception (rootServices)")
     user = str(args.props.get("user", "")).split(":", 1)[0]
     if user in ("", "root", "0"):
         report_violation(

@@ -21,6 +21,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UnknownValueError
 
 from policies.hipaa_rules import POLICIES
@@ -306,6 +307,7 @@ class Outcome:
 
     messages: list[str] = field(default_factory=list)
     unknown: str | None = None
+    not_applicable: str | None = None
 
 
 def _options() -> PolicyResourceOptions:
@@ -338,6 +340,8 @@ def run_resource_rule(
         RULES[rule].validate(args, lambda message, urn=None: outcome.messages.append(message))
     except UnknownValueError as error:
         outcome.unknown = error.message
+    except _NotApplicableError as error:
+        outcome.not_applicable = error.reason
     return outcome
 
 
@@ -367,6 +371,8 @@ def run_stack_rule(
         RULES[rule].validate(args, lambda message, urn=None: outcome.messages.append(message))
     except UnknownValueError as error:
         outcome.unknown = error.message
+    except _NotApplicableError as error:
+        outcome.not_applicable = error.reason
     return outcome
 
 
