@@ -178,8 +178,10 @@ class Edr(pulumi.ComponentResource):
                 build_client_packages=edr.build_client_packages,
             ),
             # Limitation: the image reads the initial admin password only from this variable
-            # (no *_FILE variant), so it shows in `docker inspect`; it is used once, at the
-            # first start, after which the account lives in the datastore.
+            # (no *_FILE variant), so it shows in `docker inspect` and, during the first start,
+            # on the `user add` command line. It is read only when no config exists yet: later
+            # rotations replace the container but not the account's password in the datastore,
+            # which the security team changes in the GUI.
             secret_envs={ADMIN_PASSWORD_VARIABLE: platform.credentials.password(ADMIN_ACCOUNT)},
             mounts=[
                 Mount(self.config_volume, CONFIG_DIR),

@@ -14,6 +14,8 @@ import yaml
 from components.edr import (
     ARTIFACTS_SOURCE,
     IMAGE_DEFAULT_PASSWORD,
+    IMAGE_VARIABLES,
+    INITIALIZE_ARTIFACT,
     EdrSettings,
     artifact_defaults,
     certificate_warnings,
@@ -204,6 +206,11 @@ def test_server_sets_only_the_image_variables(stack: str, request) -> None:
     assert "VELOCIRAPTOR_LITERAL_CONFIG" not in variables, "a literal config puts keys in the env"
 
 
+# The module's own list of the image's variables is the entrypoint's list, no more, no less.
+def test_module_names_the_entrypoint_variables() -> None:
+    assert IMAGE_VARIABLES == ENTRYPOINT_VARIABLES, IMAGE_VARIABLES ^ ENTRYPOINT_VARIABLES
+
+
 # The generated admin password reaches the container as a secret, and never as the image default.
 def test_admin_password_is_generated_and_secret(prod_recording: Recording) -> None:
     container = edr_container(prod_recording)
@@ -253,7 +260,8 @@ def test_artifacts_sit_beside_the_image_initialisation_artifact(prod_recording: 
     )
     expected = sorted(f"/custom_artifacts/{path.name}" for path in artifact_paths())
     assert uploaded == expected, "every artifact file must be uploaded, and nothing else"
-    assert not any("InitializeServer" in name for name in uploaded), "overwrote the image's own"
+    initialize = INITIALIZE_ARTIFACT.split(".")[-1]
+    assert not any(initialize in name for name in uploaded), "overwrote the image's own artifact"
 
 
 # Agents reach the frontend only on the agents' address; the GUI port is published by no address
