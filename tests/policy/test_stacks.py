@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -357,3 +358,38 @@ def test_prod_stack_file_mutation_fails_the_gate_naming_its_rule(change, rule, t
 
 def test_the_mutation_matrix_has_at_least_20_changes():
     assert len(RECORDING_MUTATIONS) + len(STACK_FILE_MUTATIONS) >= 20
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_gate_json_names_every_violation_with_its_citation(capsys):
+    exit_code = tools_main(["check", "--stack", "dev", "--format", "json"])
+    document = json.loads(capsys.readouterr().out)
+
+    assert exit_code == 0, "dev is advisory and must not fail the gate"
+    assert document["mandatoryViolations"] == 0 and document["violations"], document
+    assert all(v["citations"].startswith("164.") for v in document["violations"]), document
+
+
+def test_gate_writes_the_compliance_matrix(tmp_path, capsys):
+    target = tmp_path / "matrix.md"
+
+    tools_main(["check", "--stack", "dev", "--report", str(target)])
+    capsys.readouterr()
+
+    text = target.read_text()
+    assert text.startswith("# HIPAA compliance matrix — stack `dev`"), text[:200]
+    assert "| Configure log rotation | `container-configure-log-rotation` (passing)" in text, text
+
+
+def test_gate_refuses_an_invalid_pack_config(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"all": "mandatory", "randompassword-configure-length": {"minimumLength": 2}})
+    )
+
+    exit_code = tools_main(["check", "--stack", "dev", "--pack-config", str(bad)])
+
+    assert exit_code == 2, "an invalid pack config must stop the gate before any rule runs"
+    assert "minimumLength" in capsys.readouterr().err
