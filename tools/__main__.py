@@ -7,6 +7,7 @@ run(args) -> exit code, and list the module in COMMANDS.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -44,5 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_failure(failure)
 
 
+def close_event_loop() -> None:
+    """Close the SDK's event loop before the interpreter tears down what its finalizer needs."""
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    close_event_loop()
+    sys.exit(exit_code)
