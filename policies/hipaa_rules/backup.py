@@ -13,6 +13,7 @@ from pulumi_policy import Severity
 from .framework import CONTAINER, VOLUME, resource_policy, schema, setting, stack_policy
 from .inputs import (
     DATA_CLASS_LABEL,
+    SERVICE_LABEL,
     environment,
     every_item,
     label,
@@ -184,11 +185,13 @@ def validate_backup_coverage(args, report_violation):
         if resource.resource_type == CONTAINER
     ]
     jobs = [(resource, job) for resource, job in jobs if job is not None]
+    # The backup job's own volumes (its archive destination) are where copies go, not sources.
     volumes = [
         resource
         for resource in args.resources
         if resource.resource_type == VOLUME
         and label(resource.props, DATA_CLASS_LABEL) in BACKED_UP_CLASSES
+        and label(resource.props, SERVICE_LABEL) != "backup"
     ]
     if not jobs:
         if not volumes or not setting(args, COVERAGE_SCHEMA, "required"):

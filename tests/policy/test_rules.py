@@ -682,3 +682,18 @@ def test_reviewed_capability_exception_applies_to_its_service_only(compliant):
 
     assert allowed.messages == [], f"the database exception was ignored: {allowed.messages}"
     assert refused.messages, "the database's exception leaked to the EMR"
+
+
+def test_the_backup_archive_volume_is_not_a_backup_source(stack):
+    archive = {
+        "name": "hospital-prod-backup-archive",
+        "labels": [
+            {"label": "hospital.service", "value": "backup"},
+            {"label": "hospital.data-class", "value": "phi"},
+        ],
+    }
+    stack.append(("docker:index/volume:Volume", "backup-archive", archive))
+
+    outcome = run_stack_rule("stack-missing-backup-coverage", stack)
+
+    assert outcome.messages == [], f"the archive volume was judged a source: {outcome.messages}"
