@@ -105,6 +105,10 @@ class RecordedResource:
     options: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
 
+    def __repr__(self) -> str:
+        # Values stay out of the repr: a failing assertion must not print a secret.
+        return f"RecordedResource({self.type} {self.name!r})"
+
     def input_is_secret(self, path: str) -> bool:
         """True when the input at dotted `path` (or a value containing it) was secret."""
         return _covers(self.secret_inputs, path)
@@ -158,6 +162,9 @@ class RecordedExport:
     value: Any
     secret_paths: frozenset[str] = frozenset()
 
+    def __repr__(self) -> str:
+        return f"RecordedExport({self.name!r}, secret={self.secret})"
+
     @property
     def secret(self) -> bool:
         return "" in self.secret_paths
@@ -184,10 +191,14 @@ class LogEntry:
 class Recording:
     """Everything one run registered, in parent-first order.
 
-    :param project: project name. :param stack: stack name.
+    :param project: project name.
+    :param stack: stack name.
     :param resources: every resource the program registered.
     :param exports: stack outputs by name.
-    :param logs: `pulumi.log` messages. :param config_secrets: plaintexts of secret config.
+    :param logs: `pulumi.log` messages at info level and above.
+    :param config_secrets: plaintexts of secret config values, for leak scans.
+
+    Its repr and its parts' reprs show no values, so a failing test prints no secret.
     """
 
     project: str
@@ -196,6 +207,12 @@ class Recording:
     exports: dict[str, RecordedExport] = field(default_factory=dict)
     logs: list[LogEntry] = field(default_factory=list)
     config_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Recording(stack={self.stack!r}, {len(self.resources)} resources, "
+            f"exports={sorted(self.exports)})"
+        )
 
     def of_type(self, type_token: str) -> list[RecordedResource]:
         """All resources of one type token, e.g. `docker:index/network:Network`."""

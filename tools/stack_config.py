@@ -76,7 +76,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError as missing:
         raise StackConfigError(f"{path}: no such file") from missing
     except yaml.YAMLError as broken:
-        raise StackConfigError(f"{path}: not valid YAML ({broken})") from broken
+        # Only the position: PyYAML's own message quotes the line, which may hold a secret.
+        mark = getattr(broken, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StackConfigError(f"{path}: not valid YAML{where}") from None
     if document is None:
         return {}
     if not isinstance(document, Mapping):

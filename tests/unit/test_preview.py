@@ -402,3 +402,26 @@ def test_first_preview_mode_leaves_computed_values_unknown(toy_program_dir):
     assert recording.export("caCertPem") == UNKNOWN
     assert view["exports"]["caCertPem"]["value"] == "[unknown]", view["exports"]["caCertPem"]
     assert container.input("name") == "toy-web", "known inputs must stay known"
+
+
+# A failing assertion prints reprs: they must not carry any value, let alone a secret.
+def test_reprs_show_no_values(toy_recording):
+    shown = repr(toy_recording) + repr(toy_recording.resources) + repr(toy_recording.exports)
+
+    leaked = [s[:6] + "…" for s in toy_recording.secret_values() if s in shown]
+
+    assert not leaked, f"secret values in reprs: {leaked}"
+    assert "RecordedResource(docker:index/container:Container 'web')" in shown, shown
+
+
+# A broken secrets file is reported by position only: the offending line may be a secret.
+def test_broken_secrets_file_does_not_echo_its_content(toy_program_dir, toy_stack_file, tmp_path):
+    secrets_file = tmp_path / "secrets.yaml"
+    secrets_file.write_text('toy:apiToken: "s3cr3t-value\n')
+    stack_file = toy_stack_file(**{"toy:apiToken": {"secure": "v1:encrypted"}})
+
+    with pytest.raises(StackConfigError) as error:
+        run_program("dev", stack_file, project_dir=toy_program_dir, secrets_file=secrets_file)
+
+    assert "s3cr3t" not in str(error.value), str(error.value)
+    assert "not valid YAML at line" in str(error.value), str(error.value)
