@@ -89,6 +89,7 @@ DOCUMENTED_VQL: dict[str, frozenset[str] | None] = {
     # parsers/
     "parse_x509": frozenset({"data"}),
     "parse_string_with_regex": frozenset({"string", "regex"}),
+    "parse_float": frozenset({"string"}),
     # other/ (free-form arguments become the alert's fields)
     "alert": None,
 }
@@ -130,6 +131,25 @@ def without_literals(query: str) -> str:
     query = re.sub(r'"(?:\\.|[^"\\])*"', '""', query)
     query = re.sub(r"'(?:\\.|[^'\\])*'", '""', query)
     return re.sub(r"`[^`]*`", "Name", query)
+
+
+STRING = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')""")
+
+
+def regex_lists(query: str) -> list[str]:
+    """The text inside every `regex=[...]`, found by skipping over string literals."""
+    blocks = []
+    for match in re.finditer(r"\bregex=\[", query):
+        position, depth = match.end(), 1
+        while depth:
+            literal = STRING.match(query, position)
+            if literal:
+                position = literal.end()
+                continue
+            depth += {"[": 1, "]": -1}.get(query[position], 0)
+            position += 1
+        blocks.append(query[match.end() : position - 1])
+    return blocks
 
 
 def calls(query: str) -> list[tuple[str, str]]:
@@ -503,6 +523,23 @@ def test_regex_defaults_are_re2(path: Path) -> None:
             pattern = parameter["default"]
             re.compile(pattern)
             assert not re.search(r"\(\?[=!<]|\\[1-9]", pattern), f"{parameter['name']} not RE2"
+
+
+# The regular expressions written as string literals in the queries compile once VQL has
+# unescaped them, and stay inside RE2.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_regex_literals_in_queries_compile(path: Path) -> None:
+    text = "\n".join(queries(load(path)))
+
+    patterns = [quoted for block in regex_lists(text) for quoted in STRING.findall(block)]
+    patterns += re.findall(r"=~\s*" + STRING.pattern, text)
+
+    for quoted in patterns:
+        pattern = re.sub(r"\\(.)", r"\1", quoted[1:-1])
+        re.compile(pattern)
+        assert not re.search(r"\(\?[=!<][^P]", pattern), f"look-around is not RE2: {pattern}"
+    calls_with_lists = text.count("parse_string_with_regex(")
+    assert len(regex_lists(text)) == calls_with_lists, "a regex list was not found"
 
 
 # The AE titles allowed to call the PACS are escaped for RE2 and match exactly.
