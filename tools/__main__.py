@@ -12,12 +12,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tools import check, docs, plan
+from tools import check, docs, plan, settings_reference
 from tools.commandline import report_failure
 from tools.preview import PreviewFailed
 from tools.stack_config import StackConfigError
 
-COMMANDS = (plan, check, docs)
+COMMANDS = (plan, check, docs, settings_reference)
 
 
 def build_parser() -> argparse.ArgumentParser:
