@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
+from google.protobuf import json_format, struct_pb2
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -43,6 +45,9 @@ from tools.recording import RecordedResource, Recording
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACK_CONFIG_DIR = REPO_ROOT / "policies" / "config"
 PACK_NAME = "hospital-hipaa"
+PACK_VERSION = str(
+    yaml.safe_load((REPO_ROOT / "policies" / "PulumiPolicy.yaml").read_text())["version"]
+)
 NAME = "check"
 HELP = "run the HIPAA policy pack over the offline preview; exit 1 on a mandatory violation"
 LEVELS = {level.value: level for level in EnforcementLevel}
@@ -128,6 +133,8 @@ class PackConfig:
                 self._levels[name] = _level(entry["enforcementLevel"], name)
             given = {k: v for k, v in entry.items() if k != "enforcementLevel"}
             self._properties[name] = _validated_properties(policy, given)
+        # The CLI sends properties through a protobuf Struct: every number arrives as a float.
+        self._wire = {name: _through_struct(props) for name, props in self._properties.items()}
 
     @classmethod
     def load(cls, path: Path, policies: Sequence[Policy] = POLICIES) -> PackConfig:
@@ -155,8 +162,14 @@ class PackConfig:
         return self._default
 
     def properties(self, policy: Policy) -> dict[str, Any]:
-        """A shallow copy of the rule's config, as the analyzer hands one to every call."""
-        return dict(self._properties[policy.name])
+        """The rule's config as the analyzer hands it over: a fresh copy, numbers as floats."""
+        return dict(self._wire[policy.name])
+
+
+def _through_struct(values: Mapping[str, Any]) -> dict[str, Any]:
+    message = struct_pb2.Struct()
+    message.update(dict(values))
+    return json_format.MessageToDict(message)
 
 
 def _level(value: Any, where: str) -> EnforcementLevel:
@@ -324,8 +337,8 @@ def _run_one(
             Diagnostic(
                 policy.name,
                 resource,
-                f"can't run policy '{policy.name}' from policy pack '{PACK_NAME}' during "
-                f"preview: {error.message}",
+                f"can't run policy '{policy.name}' from policy pack "
+                f"'{PACK_NAME}@v{PACK_VERSION}' during preview: {error.message}",
             )
         )
     except _NotApplicableError as error:

@@ -159,7 +159,7 @@ def validate_backup_schedule(args, report_violation):
         )
     elif job.rpo_hours is None or job.rpo_hours > ceiling:
         report_violation(
-            f"Backup job '{args.name}' declares no recovery point objective within {ceiling} "
+            f"Backup job '{args.name}' declares no recovery point objective within {ceiling:g} "
             "hours; set BACKUP_RPO_HOURS."
         )
     elif gap > job.rpo_hours:

@@ -194,7 +194,7 @@ def validate_memory(args, report_violation):
         )
     elif not lowest <= memory <= highest:
         report_violation(
-            f"Container '{args.name}' sets memory={memory} MB, outside {lowest}-{highest} MB; "
+            f"Container '{args.name}' sets memory={memory} MB, outside {lowest:g}-{highest:g} MB; "
             "choose a limit in range."
         )
 
@@ -222,7 +222,7 @@ def validate_restart(args, report_violation):
     if policy == "on-failure" and not 1 <= retries <= ceiling:
         report_violation(
             f"Container '{args.name}' restarts on failure without a bound; set "
-            f"`maxRetryCount` between 1 and {ceiling}."
+            f"`maxRetryCount` between 1 and {ceiling:g}."
         )
 
 

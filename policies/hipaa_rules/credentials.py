@@ -99,7 +99,7 @@ def validate_length(args, report_violation):
     if length < minimum:
         report_violation(
             f"Password '{args.name}' is {length} characters long; set `length` to at least "
-            f"{minimum}."
+            f"{minimum:g}."
         )
 
 
@@ -151,7 +151,7 @@ def validate_rotation(args, report_violation):
     elif (today - rotated).days > limit:
         report_violation(
             f"Password '{args.name}' was last rotated {(today - rotated).days} days ago, more "
-            f"than {limit}; move `keepers.{keeper}` (the `hospital:` rotation setting) to today."
+            f"than {limit:g}; move `keepers.{keeper}` (the `hospital:` rotation setting) to today."
         )
     elif rotated > today:
         report_violation(

@@ -34,7 +34,7 @@ def validate_key_strength(args, report_violation):
         minimum = setting(args, KEY_SCHEMA, "minimumRsaBits")
         if bits < minimum:
             report_violation(
-                f"Key '{args.name}' is RSA-{bits}; set `rsaBits` to {minimum} or more, or use "
+                f"Key '{args.name}' is RSA-{bits}; set `rsaBits` to {minimum:g} or more, or use "
                 "ECDSA P384."
             )
     elif algorithm == "ECDSA":
@@ -71,12 +71,12 @@ def validate_certificate_validity(args, report_violation):
     if not 0 < hours <= limit:
         report_violation(
             f"The {kind} '{args.name}' is valid for {hours} hours; set `validityPeriodHours` "
-            f"between 1 and {limit}."
+            f"between 1 and {limit:g}."
         )
     if renewal < minimum_renewal or renewal >= hours:
         report_violation(
             f"The {kind} '{args.name}' renews {renewal} hours before expiry; set "
-            f"`earlyRenewalHours` to at least {minimum_renewal} and below its validity."
+            f"`earlyRenewalHours` to at least {minimum_renewal:g} and below its validity."
         )
 
 
