@@ -61,15 +61,27 @@ def default_password_findings(props) -> list[str]:
     return findings + orthanc_default_user_findings(props)
 
 
-def orthanc_default_user_findings(props) -> list[str]:
-    findings = []
-    for path, text in uploads_text(props):
-        if not path.endswith(".json"):
-            continue
+def orthanc_documents(props) -> list[tuple[str, object]]:
+    """(where, parsed JSON) of every uploaded JSON file and Orthanc JSON variable."""
+    sources = [(path, text) for path, text in uploads_text(props) if path.endswith(".json")]
+    variables = environment(props)
+    if "ORTHANC_JSON" in variables:
+        sources.append(("ORTHANC_JSON", variables["ORTHANC_JSON"]))
+    if "ORTHANC__REGISTERED_USERS" in variables:
+        users = variables["ORTHANC__REGISTERED_USERS"]
+        sources.append(("ORTHANC__REGISTERED_USERS", f'{{"RegisteredUsers": {users}}}'))
+    documents = []
+    for where, text in sources:
         try:
-            document = json.loads(text)
+            documents.append((where, json.loads(text)))
         except ValueError:
             continue
+    return documents
+
+
+def orthanc_default_user_findings(props) -> list[str]:
+    findings = []
+    for path, document in orthanc_documents(props):
         users = document.get("RegisteredUsers", {}) if isinstance(document, dict) else {}
         if isinstance(users, dict) and any(
             users.get(user) == secret for user, secret in ORTHANC_DEFAULT_USERS.items()

@@ -128,6 +128,12 @@ RESOURCE_MUTATIONS = [
         "registers the default Orthanc account",
     ),
     (
+        "container-disallow-default-credentials",
+        "edr",
+        add_env('ORTHANC__REGISTERED_USERS={"orthanc": "orthanc"}'),
+        "ORTHANC__REGISTERED_USERS registers the default Orthanc account",
+    ),
+    (
         "randompassword-configure-length",
         "password",
         set_key("length", 10.0),
