@@ -14,6 +14,15 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+NAMESPACE = "hospital"
+"""The stack configuration namespace: every key is `hospital:<key>`."""
+
+ZONES = ("edge", "clinical", "data", "security")
+"""The trust zones, outermost first."""
+
+CA_PRIVATE_KEY = "caPrivateKey"
+"""The one secret setting: the private key of the hospital's own CA, read only by the PKI."""
+
 # A reference with a tag other than `latest`, or with a digest; registry host and path allowed.
 _PINNED_IMAGE = re.compile(
     r"^(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+/[a-z0-9._/-]+)?)"

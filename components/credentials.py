@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 import pulumi_random as random
 
-from components.settings import Settings
+if TYPE_CHECKING:
+    from components.settings import Settings
 
-# Characters that need no quoting in a shell word, a URL userinfo or query, a JSON string,
-# an nginx or MariaDB option file, and an OpenEMR or Orthanc configuration value.
-SAFE_SPECIALS = "-_.~+="
+# Characters that need no quoting anywhere a password travels here: in any position of a shell
+# word (no leading `~` expansion), in a URL (RFC 3986 unreserved), in a JSON string, in an
+# option or nginx file, and through OpenEMR's first-setup installer, which splits on `=`.
+SAFE_SPECIALS = "-_."
 
 
 class Credentials(pulumi.ComponentResource):

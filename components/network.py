@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 import pulumi_docker as docker
 
-from components.settings import ZONES, Settings
+from components.config_model import ZONES
+
+if TYPE_CHECKING:
+    from components.settings import Settings
 
 ZONE_LABEL = "hospital.zone"
 INTERNAL_ZONES = frozenset({"data"})

@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_tls as tls
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from components.settings import CA_PRIVATE_KEY, NAMESPACE, Settings
+from components.config_model import CA_PRIVATE_KEY, NAMESPACE
+
+if TYPE_CHECKING:
+    from components.settings import Settings
 
 CURVE = "P384"
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_docker as docker
@@ -13,8 +14,10 @@ import pulumi_docker as docker
 from components.credentials import Credentials
 from components.network import TrustZones
 from components.pki import Pki
-from components.settings import Settings
 from components.volumes import SERVICE_LABEL, ServiceVolume, VolumeCatalog
+
+if TYPE_CHECKING:
+    from components.settings import Settings
 
 RESTART_POLICY = "unless-stopped"
 NO_NEW_PRIVILEGES = "no-new-privileges:true"

@@ -20,17 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from components.backup import BackupSettings
-from components.config_model import Problem, StackModel
+from components.config_model import CA_PRIVATE_KEY, NAMESPACE, ZONES, Problem, StackModel
 from components.database import DatabaseSettings
 from components.edr import EdrSettings
 from components.emr import EmrSettings
 from components.gateway import GatewaySettings
 from components.pacs import PacsSettings
-
-NAMESPACE = "hospital"
-ZONES = ("edge", "clinical", "data", "security")
-CA_PRIVATE_KEY = "caPrivateKey"
-"""The one secret setting: the private key of the hospital's own CA, read only by the PKI."""
 
 PASSWORD_MINIMUM = {"dev": 12, "prod": 16}
 
