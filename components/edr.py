@@ -73,20 +73,23 @@ TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=256m"}
 
 
 class EdrSettings(StackModel):
-    """Velociraptor: image (0.77.3 or later), memory, the ports for agents and the GUI, the
-    probe period of the service health artifact and the recorded server certificate issue date.
-    """
+    """Velociraptor: image (0.77.3 or later), memory, ports, probes and the server certificate."""
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 1024
     frontend_port: Port = 8000
     gui_port: Port = 8889
-    probe_period_seconds: Annotated[int, Field(ge=30, le=3600)] = 300
+    probe_period_seconds: Annotated[int, Field(ge=30, le=3600)] = Field(
+        default=300, description="seconds between two health probes of the web interfaces"
+    )
     certificate_issued: datetime.date | None = Field(
         default=None,
         description="the day the server generated or last reissued its certificate",
     )
-    certificate_validity_days: Annotated[int, Field(ge=30, le=3650)] = SERVER_CERTIFICATE_DAYS
+    certificate_validity_days: Annotated[int, Field(ge=30, le=3650)] = Field(
+        default=SERVER_CERTIFICATE_DAYS,
+        description="lifetime of that certificate (365 unless reissued with `--validity`)",
+    )
     build_client_packages: bool = Field(
         default=True,
         description="run the image's Container.InitializeServer at first start, which "
