@@ -340,6 +340,10 @@ def check_command(frontend_port: int) -> str:
     return f"curl -sk https://127.0.0.1:{frontend_port}/server.pem | openssl x509 -noout -enddate"
 
 
+# Limitation: agents are installed on the hosts, not run as a container of the stack. A container
+# agent needs the client config, which the server writes only at its first start, so one
+# `pulumi up` cannot create both; and what it could read without the Docker socket or host
+# namespaces (the log volumes) is a subset of what the host agent sees (auth log, auditd).
 def enrolment(container_name: str, frontend_url: str) -> dict[str, Any]:
     """What an agent needs and how an operator obtains it after the server's first start."""
     client_config = (
@@ -394,6 +398,9 @@ class ProbeTarget:
     url: str
 
 
+# Limitation: the server resolves the public names through Docker's DNS, which asks the host's
+# resolvers, and reaches the gateway on the host's edge address; with loopback addresses (dev)
+# the probes cannot leave the container and report every service as down.
 def probe_targets(sites: Sequence[WebSite]) -> list[ProbeTarget]:
     """The public HTTPS URL of each site, as staff reach it through the gateway."""
     return [

@@ -695,6 +695,21 @@ def test_audit_rules_cover_the_patient_data_volumes(prod_recording: Recording) -
     ]
 
 
+# prod tells the operator at every `pulumi up` that the certificate's issue date is missing;
+# dev, a lab, stays quiet about it.
+@pytest.mark.parametrize(("stack", "warned"), [("dev", False), ("prod", True)])
+def test_unrecorded_certificate_is_a_prod_warning(stack: str, warned: bool, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+
+    warnings = [
+        log.message
+        for log in recording.logs
+        if log.severity.startswith("warn") and "certificateIssued" in log.message
+    ]
+
+    assert bool(warnings) is warned, f"{stack} warnings: {warnings}"
+
+
 # dev binds everything to loopback; the GUI site follows each stack's management address.
 @pytest.mark.parametrize(("stack", "address"), [("dev", "127.0.0.1"), ("prod", "10.40.9.10")])
 def test_gui_site_listens_on_the_management_address(stack: str, address: str, request) -> None:
