@@ -41,6 +41,9 @@ SERVER_COMMAND = "mariadbd"
 
 # Binary logs stay in the data directory: they hold every changed row (PHI), so they share the
 # data volume's class and backup, and they are what point-in-time recovery replays after a dump.
+# Limitation: the entrypoint creates the application account with binary logging on, so the
+# first binary log holds that account's CREATE USER with its password until it expires after
+# binlogRetentionDays; the audit log masks it.
 BINLOG_BASENAME = "mariadb-bin"
 AUDIT_ROTATE_SIZE_BYTES = 100 * 1024 * 1024
 AUDIT_ROTATIONS = 30
@@ -208,9 +211,9 @@ class Database(pulumi.ComponentResource):
             # Limitation: the root file system stays writable. The provider copies uploads into
             # the created container before it starts, and Docker refuses that copy into a
             # read-only root unless the target is a volume ("container rootfs is marked
-            # read-only", checked on the engine here). MariaDB itself writes only to its
-            # volumes, /run/mysqld and /tmp, so read_only=True with a tmpfs on /run/mysqld
-            # works once uploads can land on a volume.
+            # read-only"). The entrypoint and server themselves run read-only with tmpfs on
+            # /run/mysqld (mode 1777) and /tmp when the same files arrive another way (tried on
+            # a local engine, first start and restart).
             read_only=False,
         )
 
