@@ -146,6 +146,9 @@ class Emr(pulumi.ComponentResource):
                 "MYSQL_PASS": app_password,
                 "OE_PASS": platform.credentials.password(ADMIN_ACCOUNT),
             },
+            # Limitation: openemr.sh copies the CA into the site volume only when no copy is
+            # there yet, so a later change of CA (e.g. to the hospital's own) needs that copy,
+            # sites/default/documents/certificates/mysql-ca, removed before the next start.
             uploads=[Upload(DATABASE_CA_PATH, database.ca_cert_pem)],
             mounts=[Mount(sites, SITES_PATH), Mount(logs, LOG_PATH)],
             capabilities=CAPABILITIES,
