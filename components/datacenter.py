@@ -56,10 +56,7 @@ class HospitalDataCenter(pulumi.ComponentResource):
         self.endpoints["pacs"] = self.pacs.https_endpoint
         self.extra_exports["dicom"] = self.pacs.dicom_endpoint
 
-        watched = [getattr(self, name, None) for name in ("emr", "pacs")]
-        self.edr = Edr(
-            "edr", self.platform, [service.site for service in watched if service], opts=child
-        )
+        self.edr = Edr("edr", self.platform, [self.emr.site, self.pacs.site], opts=child)
         self.endpoints["edr"] = self.edr.gui_url
         self.extra_exports["edr"] = self.edr.exports
 
