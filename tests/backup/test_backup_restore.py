@@ -433,3 +433,46 @@ def test_invalid_cron_schedule_is_rejected(expression):
     )
 
     assert result.returncode == 2, f"'{expression}' was accepted as a schedule"
+
+
+# The database's own volume contributes only its binary logs: the dump holds the tables.
+def test_database_volume_contributes_only_binary_logs(rig, tmp_path):
+    data = rig.volumes / "hospital-dev-database-data"
+    (data / "openemr").mkdir(parents=True)
+    (data / "ibdata1").write_bytes(b"\x00" * 4096)
+    (data / "openemr" / "patient_data.ibd").write_bytes(b"\x01" * 4096)
+    for log in ("mariadb-bin.000001", "mariadb-bin.000002", "mariadb-bin.index"):
+        (data / log).write_bytes(log.encode() * 10)
+
+    rig.backup(BACKUP_DB_VOLUME=data.name)
+    [backup] = rig.backups()
+    kept_out = rig.restore(backup, "--skip-database", "--verify-only")
+    extracted = rig.restore(
+        backup, "--skip-database", "--skip-volumes", "--binlogs-dir", str(tmp_path / "binlogs")
+    )
+
+    entries = {(e["kind"], e["source"]) for e in manifest_entries(backup)}
+    assert ("binlogs", data.name) in entries and ("volume", data.name) not in entries, entries
+    assert "--binlogs-dir DIR extracts them" in kept_out.stdout, kept_out.stdout
+    restored = sorted(p.name for p in (tmp_path / "binlogs" / data.name).iterdir())
+    assert restored == ["mariadb-bin.000001", "mariadb-bin.000002", "mariadb-bin.index"], (
+        f"binary log extraction brought {restored}: {extracted.stdout}"
+    )
+    assert (data / "ibdata1").exists(), "the database volume was touched by a restore"
+
+
+# --sql-to-stdout hands a verified dump to a client elsewhere (inside the database container).
+def test_sql_to_stdout_loads_into_a_wiped_database(rig):
+    rows_before = database_snapshot(rig.database)
+    rig.backup()
+    [backup] = rig.backups()
+    for database in DATABASES:
+        rig.database.sql(f"DROP DATABASE {database}")
+
+    result = rig.run(
+        "restore", "--identity", str(rig.keys.identity), "--sql-to-stdout", str(backup)
+    )
+    rig.database.sql(result.stdout)
+
+    assert "written to stdout" in result.stderr, result.stderr
+    assert database_snapshot(rig.database) == rows_before, "the SQL on stdout lost something"
