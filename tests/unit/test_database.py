@@ -22,6 +22,7 @@ from components.database import (
     ACCOUNTS_HOOK_PATH,
     AUDIT_LOG_PATH,
     BACKUP_USER,
+    CAPABILITIES,
     DATA_PATH,
     IMAGE_ENV,
     LOG_PATH,
@@ -401,3 +402,23 @@ def test_backup_account_dumps_and_ddl_is_audited(real_server) -> None:
         assert expected in dump.stdout, f"the dump misses {expected}"
     assert ",CONNECT," in audit and "backup" in audit, "connections are not audited"
     assert "CREATE TABLE patient_data" in audit, "DDL is not audited"
+
+
+# The image's own entrypoint and server command still run, after the audit log chown, and the
+# container keeps only the capabilities that entrypoint needs.
+def test_image_entrypoint_runs_with_minimal_capabilities(prod_recording: Recording) -> None:
+    container = database_container(prod_recording)
+
+    entrypoint = container.input("entrypoints")
+
+    assert entrypoint[:2] == ["/bin/sh", "-c"], entrypoint
+    assert entrypoint[2].endswith('exec docker-entrypoint.sh "$@"'), entrypoint
+    assert container.input("command") == ["mariadbd"]
+    assert container.input("capabilities.drops") == ["ALL"]
+    assert set(container.input("capabilities.adds")) == set(CAPABILITIES)
+    assert container.input("healthcheck.tests")[1:] == [
+        "healthcheck.sh",
+        "--su-mysql",
+        "--connect",
+        "--innodb_initialized",
+    ]
