@@ -645,6 +645,7 @@ def _compliance(
 def _health_checks(stack: str, exports: Mapping[str, Any]) -> str:
     services = exports["services"]
     names = [services[name]["container"] for name in sorted(services)]
+    logging = exports["logging"]
     containers = " ".join(names)
     lines = [
         "## Daily health checks",
@@ -663,7 +664,9 @@ def _health_checks(stack: str, exports: Mapping[str, Any]) -> str:
         "   done",
         "   ```",
         "",
-        "2. Errors in the last day's logs:",
+        "2. Errors in the last day's logs (Docker keeps each container's log with the "
+        f"`{logging['driver']}` driver, at most {logging['maxFile']} files of "
+        f"{logging['maxSize']}):",
         "",
         "   ```sh",
         f"   for name in {containers}; do",
