@@ -34,6 +34,8 @@ RUN_LABEL = "hospital.conformance.run"
 SERVICE_LABEL = "hospital.service"
 PLACEHOLDER_IMAGE = "local/debian:bookworm"
 LOOPBACK = "127.0.0.1"
+# A container restarted this often while waiting for health is failing, not starting slowly.
+RESTART_LOOP = 3
 
 # The one map from a recorded image reference to the local stand-in that replaces it.
 STAND_IN_IMAGES: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -412,7 +414,8 @@ def _ports(value: list[dict], spec: ContainerSpec, where: str, index: _Recording
     for item in value:
         _only(item, {"internal", "external", "ip", "protocol"}, f"{where} ports")
         protocol = item.get("protocol", "tcp")
-        spec.published.append((item["internal"], protocol, item.get("ip"), item.get("external")))
+        external = int(item["external"]) if item.get("external") is not None else None
+        spec.published.append((int(item["internal"]), protocol, item.get("ip"), external))
 
 
 def _healthcheck(value: dict, spec: ContainerSpec, where: str, index: _RecordingIndex) -> None:
@@ -461,7 +464,9 @@ def _ulimits(value: list[dict], spec: ContainerSpec, where: str, index: _Recordi
     limits = []
     for item in value:
         _only(item, {"name", "soft", "hard"}, f"{where} ulimits")
-        limits.append(docker.types.Ulimit(name=item["name"], soft=item["soft"], hard=item["hard"]))
+        limits.append(
+            docker.types.Ulimit(name=item["name"], soft=int(item["soft"]), hard=int(item["hard"]))
+        )
     spec.arguments["ulimits"] = limits
 
 
@@ -615,6 +620,8 @@ class Replay:
     :param strict_uploads: True writes uploads exactly as pulumi-docker does (an archive
         extracted at / before start), which the engine refuses for a read-only root file
         system; False bind-mounts those files read-only instead and lists the deviation.
+    :param subnet_fallback: when a recorded subnet is taken (a parallel run) and no container
+        pins an address in it, let the engine pick one and list the deviation.
 
     Example::
 
@@ -628,8 +635,10 @@ class Replay:
         client: docker.DockerClient | None = None,
         run_id: str | None = None,
         strict_uploads: bool = True,
+        subnet_fallback: bool = True,
     ) -> None:
         self.plan = plan
+        self.subnet_fallback = subnet_fallback
         self.client = client or docker.from_env(timeout=300)
         self.run_id = run_id or secrets.token_hex(3)
         self.prefix = f"cf{self.run_id}-"
@@ -662,15 +671,7 @@ class Replay:
         """Create networks and volumes, then each container in order, waiting where recorded."""
         labels = {RUN_LABEL: self.run_id}
         for network in self.plan.networks:
-            arguments = {k: v for k, v in network.arguments.items() if v is not None}
-            arguments["labels"] = {**arguments.get("labels", {}), **labels}
-            self._engine(
-                f"network {network.recorded_name}",
-                self.client.networks.create,
-                self.engine_name(network.recorded_name),
-                check_duplicate=True,
-                **arguments,
-            )
+            self._create_network(network, labels)
         for volume in self.plan.volumes:
             arguments = {k: v for k, v in volume.arguments.items() if v is not None}
             arguments["labels"] = {**arguments.get("labels", {}), **labels}
@@ -684,6 +685,36 @@ class Replay:
             started = time.monotonic()
             self._run(spec)
             self.timings[spec.recorded_name] = round(time.monotonic() - started, 2)
+
+    def _create_network(self, network: NetworkSpec, labels: dict[str, str]) -> None:
+        """Create with the recorded subnet; when another run holds that subnet and no
+        container pins an address on it, let the engine choose one and note the deviation."""
+        arguments = {k: v for k, v in network.arguments.items() if v is not None}
+        arguments["labels"] = {**arguments.get("labels", {}), **labels}
+        name = self.engine_name(network.recorded_name)
+        try:
+            self.client.networks.create(name, check_duplicate=True, **arguments)
+            return
+        except docker.errors.APIError as error:
+            overlap = "overlaps" in str(error.explanation)
+            pinned = any(
+                a.ipv4_address
+                for c in self.plan.containers
+                for a in c.attachments
+                if a.network == network.recorded_name
+            )
+            if not overlap or pinned or not self.subnet_fallback:
+                raise ReplayError(
+                    f"network {network.recorded_name}: the engine refused it: {error.explanation}"
+                ) from None
+        arguments.pop("ipam", None)
+        self._engine(
+            f"network {network.recorded_name}", self.client.networks.create, name, **arguments
+        )
+        self.deviations.append(
+            f"network {network.recorded_name}: recorded subnet in use by another run; "
+            "the engine chose one"
+        )
 
     def _run(self, spec: ContainerSpec) -> None:
         where = f"container {spec.recorded_name}"
@@ -816,6 +847,9 @@ class Replay:
         attached = self.container(recorded_name).attrs["NetworkSettings"]["Networks"]
         return attached[self.engine_name(network)]["IPAddress"]
 
+    def _restart_count(self, recorded_name: str) -> int:
+        return int(self.container(recorded_name).attrs.get("RestartCount", 0))
+
     def health(self, recorded_name: str) -> str:
         state = self.container(recorded_name).attrs["State"]
         if not state.get("Running"):
@@ -829,7 +863,7 @@ class Replay:
             status = self.health(recorded_name)
             if status == "healthy":
                 return time.monotonic() - started
-            if status == "exited":
+            if status == "exited" or self._restart_count(recorded_name) >= RESTART_LOOP:
                 break
             time.sleep(0.2)
         container = self.container(recorded_name)
@@ -872,3 +906,51 @@ def remove_run(client: docker.DockerClient, run_id: str | None = None) -> int:
         volume.remove(force=True)
         removed += 1
     return removed
+
+
+def replay_stack(stack: str, strict_uploads: bool = True, run_id: str | None = None) -> Replay:
+    """Run the program offline for `stack` and return a Replay of it, not yet started."""
+    from tools.preview import run_program
+
+    return Replay(
+        plan_replay(run_program(stack, preview=False)), run_id=run_id, strict_uploads=strict_uploads
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="Replay a stack's recorded containers.")
+    parser.add_argument("--stack", default="prod")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave it running; remove later with --remove RUN"
+    )
+    parser.add_argument("--remove", metavar="RUN", help="remove what run RUN created")
+    parser.add_argument(
+        "--lenient-uploads",
+        action="store_true",
+        help="bind-mount uploads of read-only containers instead of failing",
+    )
+    arguments = parser.parse_args(argv)
+
+    if arguments.remove:
+        print(f"removed {remove_run(docker.from_env(), arguments.remove)} objects")
+        return 0
+    replay = replay_stack(arguments.stack, strict_uploads=not arguments.lenient_uploads)
+    try:
+        replay.up()
+    except ReplayError as error:
+        print(f"replay of {arguments.stack} failed: {error}")
+        replay.down()
+        return 1
+    print(json.dumps(replay.summary(), indent=2))
+    if not arguments.keep:
+        replay.down()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

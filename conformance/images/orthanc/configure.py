@@ -27,7 +27,7 @@ PLUGINS = {
     ),
 }
 PLUGINS_ENABLED_DIR = Path("/usr/share/orthanc/plugins")
-PLUGINS_DISABLED_DIR = Path("/usr/share/orthanc/plugins-disabled")
+PLUGINS_AVAILABLE_DIR = Path("/usr/share/orthanc/plugins-available")
 
 
 def camel_case(token: str) -> str:
@@ -91,7 +91,7 @@ def enable_plugins(configuration: dict) -> None:
         merge(configuration, {section: defaults}, overwrite=False)
         for library in libraries:
             if not (PLUGINS_ENABLED_DIR / library).exists():
-                os.rename(PLUGINS_DISABLED_DIR / library, PLUGINS_ENABLED_DIR / library)
+                os.rename(PLUGINS_AVAILABLE_DIR / library, PLUGINS_ENABLED_DIR / library)
 
 
 def main() -> None:
