@@ -49,6 +49,9 @@ AUDIT_ROTATE_SIZE_BYTES = 100 * 1024 * 1024
 AUDIT_ROTATIONS = 30
 AUDIT_EVENTS = ("CONNECT", "QUERY_DDL", "QUERY_DCL")
 TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+# Share of the container's memory limit given to InnoDB's page cache (the default is 128 MiB
+# whatever the limit); the rest covers connections, sorts and the server itself.
+BUFFER_POOL_PERCENT = 50
 # OpenEMR's installer creates its own databases with this collation; the schema MariaDB
 # creates for it uses the same.
 CHARACTER_SET = "utf8mb4"
@@ -215,6 +218,8 @@ class Database(pulumi.ComponentResource):
             # /run/mysqld (mode 1777) and /tmp when the same files arrive another way (tried on
             # a local engine, first start and restart).
             read_only=False,
+            # No size-capped tmpfs: large sorts and ALTER TABLE spill temporary files to /tmp.
+            tmpfs={},
         )
 
         if settings.is_prod:
@@ -234,6 +239,7 @@ def render_server_config(database: DatabaseSettings, paths: ServerPaths, is_prod
         f"character_set_server = {CHARACTER_SET}",
         f"collation_server = {COLLATION}",
         "skip_name_resolve = ON",
+        f"innodb_buffer_pool_size = {database.memory_mb * BUFFER_POOL_PERCENT // 100}M",
         "",
         "# TLS with the hospital PKI certificate",
         f"ssl_ca = {paths.tls_ca}",

@@ -422,3 +422,14 @@ def test_image_entrypoint_runs_with_minimal_capabilities(prod_recording: Recordi
         "--connect",
         "--innodb_initialized",
     ]
+
+
+# InnoDB's page cache follows the container's memory limit instead of the 128 MiB default.
+def test_buffer_pool_follows_the_memory_limit() -> None:
+    small = config_lines(render_server_config(DatabaseSettings(memory_mb=512), ServerPaths(), True))
+    large = config_lines(
+        render_server_config(DatabaseSettings(memory_mb=4096), ServerPaths(), True)
+    )
+
+    assert small["innodb_buffer_pool_size"] == "256M"
+    assert large["innodb_buffer_pool_size"] == "2048M"
