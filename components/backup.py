@@ -1,18 +1,30 @@
-"""Encrypted scheduled backups: settings and (below) the component."""
+"""Encrypted scheduled backups: the settings, the job built from backup/Dockerfile, and the
+restore runbook rendered with the stack's names."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
-from pathlib import PurePosixPath
-from typing import Annotated
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Annotated
 
+import pulumi
+import pulumi_docker as docker
 from pydantic import Field, ValidationInfo, field_validator
 
-from components.config_model import MemoryMb, Problem, StackModel
+from components.config_model import MemoryMb, PinnedImage, Problem, StackModel
 from components.cron import parse_cron
+
+if TYPE_CHECKING:
+    from components.database import Database
+    from components.platform import Platform
+    from components.volumes import ServiceVolume
 
 AGE_RECIPIENT = r"^age1[02-9ac-hj-np-z]{58}$"
 MINIMUM_PROD_DAILY = 7
+# The official image backup/Dockerfile names as its default BASE; keep the two equal.
+DEFAULT_BASE_IMAGE = "debian:12.12-slim"
 
 
 class RetentionSettings(StackModel):
@@ -36,6 +48,10 @@ class BackupSettings(StackModel):
         default=None, description="absolute host directory; a named volume when unset"
     )
     memory_mb: MemoryMb = 512
+    base_image: PinnedImage = Field(
+        default=DEFAULT_BASE_IMAGE,
+        description="the image backup/Dockerfile builds on (its BASE build argument)",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -73,3 +89,292 @@ class BackupSettings(StackModel):
                 self.retention.daily,
                 f"prod must keep at least {MINIMUM_PROD_DAILY} daily backups",
             )
+
+
+# ----- the component
+
+SERVICE = "backup"
+BUILD_CONTEXT = Path(__file__).resolve().parent.parent / "backup"
+IMAGE_REPOSITORY = "hospital-backup"
+TIME_ZONE = "UTC"
+
+# Paths inside the image built from backup/Dockerfile.
+DEST_PATH = "/backups"
+SOURCE_ROOT = "/volumes"
+CONFIG_DIR = "/etc/backup-job"
+DB_PASSWORD_PATH = f"{CONFIG_DIR}/db-password"
+DB_CA_PATH = f"{CONFIG_DIR}/db-ca.pem"
+HEALTHCHECK = ("CMD", "/usr/local/bin/backup-healthcheck")
+RESTORE_ENTRYPOINT = "restore"
+
+# Reading volumes whose files other uids own with mode 0600/0700 (MariaDB, Orthanc) takes
+# DAC_READ_SEARCH, and Docker grants capabilities to uid 0 only; every other one is dropped.
+RUN_AS = "0:0"
+CAPABILITIES = ("DAC_READ_SEARCH",)
+DESTINATION_CLASS = "backup"
+
+
+@dataclass(frozen=True)
+class DatabaseSource:
+    """Where the job dumps from: the server, the account and the volume that holds its files."""
+
+    host: str
+    port: int
+    user: str
+    schema: str
+    data_volume: str | None
+    binlog_glob: str
+
+
+def image_reference(base_image: str, context: Path = BUILD_CONTEXT) -> str:
+    """`hospital-backup:<12 hex>`, a digest of the build context and the base image, so any change
+    to the scripts or the Dockerfile builds and rolls out a new image."""
+    digest = hashlib.sha256(base_image.encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(context)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def job_environment(settings: BackupSettings, database: DatabaseSource | None) -> dict[str, str]:
+    """The variables backup/bin/* read; no secret among them (the password is a file)."""
+    environment = {
+        "BACKUP_SCHEDULE": settings.schedule,
+        "BACKUP_RPO_HOURS": str(settings.rpo_hours),
+        "BACKUP_AGE_RECIPIENTS": " ".join(settings.recipients),
+        "BACKUP_KEEP_DAILY": str(settings.retention.daily),
+        "BACKUP_KEEP_WEEKLY": str(settings.retention.weekly),
+        "BACKUP_DEST": DEST_PATH,
+        "BACKUP_SOURCE_ROOT": SOURCE_ROOT,
+        "TZ": TIME_ZONE,
+    }
+    if database is not None:
+        environment |= {
+            "BACKUP_DB_HOST": database.host,
+            "BACKUP_DB_PORT": str(database.port),
+            "BACKUP_DB_USER": database.user,
+            "BACKUP_DB_PASSWORD_FILE": DB_PASSWORD_PATH,
+            "BACKUP_DB_CA_FILE": DB_CA_PATH,
+            "BACKUP_DB_DATABASES": database.schema,
+            "BACKUP_DB_BINLOG_GLOB": database.binlog_glob,
+        }
+        if database.data_volume:
+            environment["BACKUP_DB_VOLUME"] = database.data_volume
+    return environment
+
+
+def recipient_fingerprint(recipient: str) -> str:
+    """A short, stable name for an age recipient: the first 16 hex of its SHA-256."""
+    return hashlib.sha256(recipient.encode()).hexdigest()[:16]
+
+
+def restore_steps(
+    *,
+    image: str,
+    archives: str,
+    volumes: list[str],
+    writers: list[str],
+    database_container: str | None,
+    root_password_file: str,
+) -> list[str]:
+    """The restore runbook with this stack's names: one-off containers of the backup image read
+    the archives and an identity file that the operator brings, never stored on the host."""
+    one_off = (
+        f"docker run --rm --network none -v {archives}:{DEST_PATH}:ro "
+        f"-v /path/to/identity.txt:/run/identity:ro"
+    )
+    restore = f"--entrypoint {RESTORE_ENTRYPOINT} {image} --identity /run/identity"
+    backup_dir = f"{DEST_PATH}/BACKUP"
+    stop = " ".join(writers)
+    steps = [
+        "Choose BACKUP, a directory name under the destination (newest last: "
+        f"`docker run --rm -v {archives}:{DEST_PATH}:ro --entrypoint ls {image} {DEST_PATH}`).",
+        "Verify it: checksums against its MANIFEST and the identity against every archive, "
+        f"writing nothing: `{one_off} {restore} --verify-only {backup_dir}`.",
+        f"Stop the services whose volumes are restored: `docker stop {stop}`.",
+    ]
+    if database_container:
+        steps.append(
+            "Reload the database (its dumped schemas are dropped and recreated) through the "
+            f"root account inside the database container: `{one_off} {restore} --sql-to-stdout "
+            f"{backup_dir} | docker exec -i {database_container} sh -c "
+            f"'MYSQL_PWD=\"$(cat {root_password_file})\" exec mariadb --user=root'`."
+        )
+    mounts = " ".join(f"-v {name}:{SOURCE_ROOT}/{name}" for name in volumes)
+    steps += [
+        "Restore every volume (each is emptied first; owners and modes come back): "
+        f"`{one_off} {mounts} {restore} --skip-database --volumes-root {SOURCE_ROOT} "
+        f"{backup_dir}`. It prints the files, directories and bytes of each.",
+        f"Start the services again: `docker start {stop}`, and wait until each is healthy.",
+        "Record the test as the `restore-test` attestation in the stack file.",
+    ]
+    return steps
+
+
+class Backup(pulumi.ComponentResource):
+    """The scheduled backup job on the data zone, built from backup/Dockerfile.
+
+    It dumps the database over TLS with the read-only backup account, archives every phi and
+    config volume (mounted read-only, found by their labels), encrypts to the stack's age
+    recipients and keeps the archives on a volume of their own. Others read `container` and
+    `plan` (the `backup` export).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        platform: Platform,
+        database: Database | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("hospital:components:Backup", name, None, opts)
+        # Imported here: the platform imports the settings, which import this module.
+        from components.database import BINLOG_BASENAME, ROOT_PASSWORD_PATH
+        from components.database import SERVICE as DATABASE_SERVICE
+        from components.platform import Healthcheck, Mount, Upload
+        from components.volumes import BACKED_UP_CLASSES, SERVICE_LABEL
+
+        settings = platform.settings.backup
+        self.image = image_reference(settings.base_image)
+        self._build_image(platform)
+        self.destination = self._destination(platform, SERVICE_LABEL)
+
+        covered = platform.volumes.of_class(*sorted(BACKED_UP_CLASSES))
+        data_volume = next(
+            (v.name for v in covered if v.service == DATABASE_SERVICE and v.purpose == "data"),
+            None,
+        )
+        source = None
+        uploads = []
+        if database is not None:
+            source = DatabaseSource(
+                host=database.host,
+                port=database.port,
+                user=database.backup_user,
+                schema=database.schema,
+                data_volume=data_volume,
+                binlog_glob=f"{BINLOG_BASENAME}.*",
+            )
+            password = platform.credentials.password(database.backup_password_account)
+            uploads = [
+                Upload(DB_PASSWORD_PATH, password, secret=True),
+                Upload(DB_CA_PATH, database.ca_cert_pem),
+            ]
+
+        self.container = platform.container(
+            SERVICE,
+            image=self.image,
+            zones=["data"],
+            healthcheck=Healthcheck(
+                test=HEALTHCHECK, interval="60s", timeout="30s", retries=2, start_period="60s"
+            ),
+            memory_mb=settings.memory_mb,
+            parent=self,
+            envs=job_environment(settings, source),
+            uploads=uploads,
+            mounts=[
+                *(Mount(v, f"{SOURCE_ROOT}/{v.name}", read_only=True) for v in covered),
+                Mount(self.destination, DEST_PATH),
+            ],
+            capabilities=CAPABILITIES,
+            user=RUN_AS,
+            # Limitation: the root file system stays writable because the password file and
+            # the CA are uploads, which Docker copies only into a writable root; the job itself
+            # writes only to /backups and /tmp.
+            read_only=False,
+            depends_on=[database.container] if database is not None else [],
+        )
+
+        writers = sorted(
+            {platform.container_name(v.service) for v in covered if v.name != data_volume}
+        )
+        self.plan = {
+            "enabled": True,
+            "schedule": settings.schedule,
+            "timeZone": TIME_ZONE,
+            "rpoHours": settings.rpo_hours,
+            "retention": settings.retention.model_dump(mode="json"),
+            "destination": settings.host_path or self.destination.name,
+            "recipients": list(settings.recipients),
+            "recipientFingerprints": [recipient_fingerprint(r) for r in settings.recipients],
+            "container": platform.container_name(SERVICE),
+            "image": self.image,
+            "baseImage": settings.base_image,
+            "coveredVolumes": [v.name for v in covered if v.name != data_volume],
+            "database": None
+            if source is None
+            else {"schema": source.schema, "host": source.host, "binlogVolume": data_volume},
+            "restoreSteps": restore_steps(
+                image=self.image,
+                archives=self.destination.name,
+                volumes=[v.name for v in covered if v.name != data_volume],
+                writers=writers,
+                database_container=platform.container_name(DATABASE_SERVICE)
+                if source is not None
+                else None,
+                root_password_file=ROOT_PASSWORD_PATH,
+            ),
+        }
+        if platform.settings.is_prod:
+            pulumi.log.info(
+                f"backup: {len(covered)} phi/config volumes, encrypted to "
+                f"{len(settings.recipients)} age recipient(s), schedule '{settings.schedule}'",
+                self,
+            )
+        self.register_outputs({"plan": self.plan})
+
+    def _build_image(self, platform: Platform) -> None:
+        """Builds backup/Dockerfile into the local image `self.image` before any container uses
+        it; a RemoteImage with a build pulls nothing."""
+        build = docker.RemoteImage(
+            "backup-image",
+            docker.RemoteImageArgs(
+                name=self.image,
+                build=docker.RemoteImageBuildArgs(
+                    context=str(BUILD_CONTEXT),
+                    dockerfile="Dockerfile",
+                    build_args={"BASE": platform.settings.backup.base_image},
+                    labels={"hospital.service": SERVICE},
+                ),
+                keep_locally=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Limitation: the platform has no public way to hand it a built image, so the build is
+        # registered under its reference, where Platform.image() finds it instead of pulling.
+        platform._images[self.image] = build
+
+    def _destination(self, platform: Platform, service_label: str) -> ServiceVolume:
+        """The archives' volume, or a volume bound to the host directory from the settings.
+
+        It is labelled as a backup destination rather than phi: it holds only ciphertext, and it
+        must not be mounted into the job it receives from."""
+        from components.volumes import DATA_CLASS_LABEL, ServiceVolume
+
+        settings = platform.settings.backup
+        name = f"hospital-{platform.stack}-{SERVICE}-archives"
+        bind = (
+            {"type": "none", "o": "bind", "device": settings.host_path}
+            if settings.host_path
+            else None
+        )
+        volume = docker.Volume(
+            "backup-archives",
+            docker.VolumeArgs(
+                name=name,
+                driver="local",
+                driver_opts=bind,
+                labels=[
+                    docker.VolumeLabelArgs(label=service_label, value=SERVICE),
+                    docker.VolumeLabelArgs(label=DATA_CLASS_LABEL, value=DESTINATION_CLASS),
+                    docker.VolumeLabelArgs(label="hospital.stack", value=platform.stack),
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=platform.settings.is_prod),
+        )
+        return ServiceVolume(SERVICE, "archives", DESTINATION_CLASS, name, volume)  # type: ignore[arg-type]
+
+
+def disabled_plan() -> dict:
+    """The `backup` export of a stack that runs no backup job."""
+    return {"enabled": False}
