@@ -17,6 +17,7 @@ from conftest import (
     VOLUME_NAMES,
     client_option_text,
     database_snapshot,
+    sql_string,
     tree_snapshot,
 )
 
@@ -476,3 +477,26 @@ def test_sql_to_stdout_loads_into_a_wiped_database(rig):
 
     assert "written to stdout" in result.stderr, result.stderr
     assert database_snapshot(rig.database) == rows_before, "the SQL on stdout lost something"
+
+
+# The grants the database component renders for its backup account are enough for a full dump.
+def test_dump_works_with_the_database_components_grants(rig):
+    from components.database import HookAccounts, render_accounts_hook
+
+    hook = render_accounts_hook(HookAccounts(schema="emr", backup_user="backup_scoped"))
+    grants = [line for line in hook.splitlines() if line.startswith("GRANT ")]
+    rig.database.sql(
+        "DROP USER IF EXISTS backup_scoped@'%';"
+        f"CREATE USER backup_scoped@'%' IDENTIFIED BY {sql_string(BACKUP_PASSWORD)} REQUIRE SSL;"
+        + "".join(grants)
+    )
+    rows_before = database_snapshot(rig.database)
+
+    rig.backup(BACKUP_DB_USER="backup_scoped")
+    [backup] = rig.backups()
+    rig.database.sql("DROP DATABASE emr")
+    rig.restore(backup, "--skip-volumes")
+
+    [entry] = [e for e in manifest_entries(backup) if e["kind"] == "database"]
+    assert entry["source"] == "emr", f"the scoped account dumped {entry['source']}"
+    assert database_snapshot(rig.database) == rows_before, "emr differs after the scoped dump"
