@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pulumi
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from components.config_model import MemoryMb, PinnedImage, Port, StackModel
 
@@ -130,8 +130,11 @@ class ModalitySettings(StackModel):
     aet: AeTitle
     host: Annotated[str, Field(min_length=1, max_length=253)]
     port: Port = 104
-    allow: frozenset[DicomService] = frozenset({"echo", "store"})
-    tls: bool = False
+    allow: frozenset[DicomService] = Field(
+        default=frozenset({"echo", "store"}),
+        description="DICOM services this peer may request; anything else is refused",
+    )
+    tls: bool = Field(default=False, description="DICOM TLS with this peer (needs dicomTls)")
 
     @field_validator("host")
     @classmethod
@@ -156,27 +159,33 @@ class PacsSettings(StackModel):
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 2048
     aet: AeTitle = "ORTHANC"
-    dicom_port: Port = 4242
-    dicom_tls: bool = False
+    dicom_port: Port = Field(default=4242, description="host port on addresses.dicom")
+    dicom_tls: bool = Field(
+        default=False, description="DICOM TLS on the DICOM port, certificate from the PKI"
+    )
     modalities: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")], ModalitySettings] = (
         Field(default_factory=dict)
     )
 
-    @model_validator(mode="after")
-    def _tls_is_all_or_nothing(self) -> PacsSettings:
-        plain = sorted(name for name, modality in self.modalities.items() if not modality.tls)
-        secure = sorted(name for name, modality in self.modalities.items() if modality.tls)
-        if self.dicom_tls and plain:
+    @field_validator("modalities")
+    @classmethod
+    def _tls_is_all_or_nothing(
+        cls, modalities: dict[str, ModalitySettings], info: ValidationInfo
+    ) -> dict[str, ModalitySettings]:
+        dicom_tls = info.data.get("dicom_tls", False)
+        plain = sorted(name for name, modality in modalities.items() if not modality.tls)
+        secure = sorted(name for name, modality in modalities.items() if modality.tls)
+        if dicom_tls and plain:
             raise ValueError(
-                f"modalities {plain} set tls: false, but dicomTls makes the DICOM port accept "
+                f"{', '.join(plain)} set tls: false, but dicomTls makes the DICOM port accept "
                 "TLS associations only; set their tls: true"
             )
-        if not self.dicom_tls and secure:
+        if not dicom_tls and secure:
             raise ValueError(
-                f"modalities {secure} set tls: true, which needs dicomTls: true and a "
+                f"{', '.join(secure)} set tls: true, which needs dicomTls: true and a "
                 "certificate for Orthanc"
             )
-        return self
+        return modalities
 
 
 class Pacs(pulumi.ComponentResource):

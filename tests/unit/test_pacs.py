@@ -24,6 +24,7 @@ from components.pacs import (
     render_credentials,
     render_orthanc_config,
 )
+from components.settings import SettingsError, validate_settings
 from tools.preview import run_program
 from tools.recording import Recording
 
@@ -369,3 +370,16 @@ def test_rendering_is_repeatable() -> None:
     second = render_orthanc_config(settings, is_prod=True)
 
     assert first == second
+
+
+# The stack error names the key an operator must edit.
+def test_tls_mismatch_names_the_modalities_key() -> None:
+    configured = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    raw = {key.split(":", 1)[1]: value for key, value in configured.items()}
+    raw["pacs"]["modalities"]["CT1"]["tls"] = True
+
+    with pytest.raises(SettingsError) as error:
+        validate_settings(raw)
+
+    assert [problem.key for problem in error.value.problems] == ["hospital:pacs.modalities"]
+    assert "CT1" in error.value.problems[0].rule, error.value.problems[0].rule
