@@ -128,9 +128,9 @@ class DatabaseSource:
 
 def image_reference(base_image: str, context: Path = BUILD_CONTEXT) -> str:
     """`hospital-backup:<12 hex>`, a digest of the build context and the base image, so any change
-    to the scripts or the Dockerfile builds and rolls out a new image."""
+    to the scripts or the Dockerfile builds and rolls out a new image (documentation does not)."""
     digest = hashlib.sha256(base_image.encode())
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+    for path in sorted(p for p in context.rglob("*") if p.is_file() and p.suffix != ".md"):
         digest.update(str(path.relative_to(context)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
