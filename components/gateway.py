@@ -117,6 +117,7 @@ class Gateway(pulumi.ComponentResource):
         conf = render_nginx_conf(
             self.sites,
             hsts=settings.is_prod,
+            edge_address=edge_address,
             https_port=gateway.https_port,
             nginx_version=image_version(gateway.image),
         )
@@ -126,7 +127,7 @@ class Gateway(pulumi.ComponentResource):
             Publish(listener.address, listener.host_port, listener.container_port, "HTTPS")
             for listener in self.listeners
         ]
-        if any(site.listen_address == edge_address for site in self.sites):
+        if redirected_sites(self.sites, edge_address, gateway.https_port):
             publish.append(
                 Publish(edge_address, gateway.http_port, HTTP_CONTAINER_PORT, "HTTP to HTTPS")
             )
@@ -193,15 +194,17 @@ def render_nginx_conf(
     sites: Sequence[WebSite],
     *,
     hsts: bool,
+    edge_address: str,
     https_port: int,
     nginx_version: tuple[int, int, int] = (1, 28, 0),
     layout: NginxLayout = NginxLayout(),
 ) -> str:
     """nginx.conf serving every site over TLS; pure, so it can be checked with `nginx -t`.
 
-    `hsts` adds Strict-Transport-Security (prod); `https_port` is the edge port HTTP redirects
-    to; `nginx_version` selects directives the pinned nginx has (`http2 on` since 1.25.1,
-    re-resolving upstream names since 1.27.3); `layout` says where files live.
+    `hsts` adds Strict-Transport-Security (prod); plain HTTP on the edge address redirects the
+    sites served at `edge_address:https_port` to HTTPS; `nginx_version` selects directives the
+    pinned nginx has (`http2 on` since 1.25.1, re-resolving upstream names since 1.27.3);
+    `layout` says where files live.
     """
     listeners = {(item.address, item.host_port): item for item in assign_listeners(sites)}
     http2_directive = nginx_version >= (1, 25, 1)
@@ -275,7 +278,7 @@ def render_nginx_conf(
     for site in sites:
         lines += _upstream(site, upstream_resolve)
     lines += _status_server()
-    lines += _http_redirect(sites, https_port, listeners)
+    lines += _http_redirect(redirected_sites(sites, edge_address, https_port), https_port)
     for listener in listeners.values():
         lines += _default_tls_server(listener, http2_directive)
     for site in sites:
@@ -323,11 +326,18 @@ def _status_server() -> list[str]:
     ]
 
 
-def _http_redirect(
-    sites: Sequence[WebSite], https_port: int, listeners: dict[tuple[str, int], Listener]
-) -> list[str]:
-    # Only names served on the https port redirect; anything else is dropped without an answer.
-    names = sorted(site.host_name for site in sites if site.listen_port == https_port)
+def redirected_sites(sites: Sequence[WebSite], edge_address: str, https_port: int) -> list[WebSite]:
+    """The sites that plain HTTP on the edge address redirects to HTTPS."""
+    return [
+        site
+        for site in sites
+        if site.listen_address == edge_address and site.listen_port == https_port
+    ]
+
+
+def _http_redirect(sites: Sequence[WebSite], https_port: int) -> list[str]:
+    # Only these names redirect; any other Host is dropped without an answer.
+    names = sorted(site.host_name for site in sites)
     if not names:
         return []
     port = "" if https_port == 443 else f":{https_port}"

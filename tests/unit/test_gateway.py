@@ -100,7 +100,14 @@ def test_rendered_conf_passes_nginx_t(prod_recording: Recording, tmp_path: Path)
     )
     conf = tmp_path / "nginx.conf"
     conf.write_text(
-        render_nginx_conf(sites, hsts=True, https_port=443, nginx_version=version, layout=layout)
+        render_nginx_conf(
+            sites,
+            hsts=True,
+            edge_address=EDGE,
+            https_port=443,
+            nginx_version=version,
+            layout=layout,
+        )
     )
 
     result = subprocess.run(
@@ -161,7 +168,7 @@ def test_pacs_site_streams_uploads(stack: str, request) -> None:
 
 # A site that does not stream keeps a body limit.
 def test_non_streaming_site_keeps_a_body_limit() -> None:
-    conf = render_nginx_conf([EMR, PACS], hsts=False, https_port=443)
+    conf = render_nginx_conf([EMR, PACS], hsts=False, edge_address=EDGE, https_port=443)
 
     block = server_block(conf, EMR.host_name)
 
@@ -182,8 +189,12 @@ def test_upstreams_keep_connections_alive(prod_recording: Recording) -> None:
 # The pinned nginx 1.28 gets `http2 on` and re-resolving upstreams; an older nginx the forms
 # it understands.
 def test_directives_follow_the_nginx_version() -> None:
-    modern = render_nginx_conf([PACS], hsts=True, https_port=443, nginx_version=(1, 28, 0))
-    legacy = render_nginx_conf([PACS], hsts=True, https_port=443, nginx_version=(1, 22, 1))
+    modern = render_nginx_conf(
+        [PACS], hsts=True, edge_address=EDGE, https_port=443, nginx_version=(1, 28, 0)
+    )
+    legacy = render_nginx_conf(
+        [PACS], hsts=True, edge_address=EDGE, https_port=443, nginx_version=(1, 22, 1)
+    )
 
     assert "http2 on;" in modern and "server orthanc:8042 resolve;" in modern
     assert "ssl http2" in legacy and "resolve;" not in legacy and "http2 on;" not in legacy
@@ -195,7 +206,9 @@ def test_each_audience_has_its_own_listener() -> None:
     same_port_edr = dataclasses.replace(EDR, listen_port=443)
 
     listeners = assign_listeners([EMR, PACS, same_port_edr])
-    conf = render_nginx_conf([EMR, PACS, same_port_edr], hsts=True, https_port=443)
+    conf = render_nginx_conf(
+        [EMR, PACS, same_port_edr], hsts=True, edge_address=EDGE, https_port=443
+    )
     ports = {(item.address, item.host_port): item.container_port for item in listeners}
 
     assert len(listeners) == 2 and ports[(EDGE, 443)] != ports[(MANAGEMENT, 443)], listeners
@@ -205,7 +218,7 @@ def test_each_audience_has_its_own_listener() -> None:
 
 # An HTTPS upstream is reached over TLS 1.2+ with the upstream's own name.
 def test_https_upstream_is_encrypted() -> None:
-    conf = render_nginx_conf([EDR], hsts=True, https_port=443)
+    conf = render_nginx_conf([EDR], hsts=True, edge_address=EDGE, https_port=443)
 
     block = server_block(conf, EDR.host_name)
 
@@ -296,3 +309,13 @@ def test_sites_are_served_only_to_their_audience(stack: str, request) -> None:
     assert "pacs" in served, served
     for service, ports in served.items():
         assert {published[port] for port in ports} == {expected[service]}, (service, ports)
+
+
+# HTTP redirects only names served on the edge address; a management-only site never appears.
+def test_http_redirect_leaves_out_sites_of_other_addresses() -> None:
+    same_port_edr = dataclasses.replace(EDR, listen_port=443)
+
+    conf = render_nginx_conf([PACS, same_port_edr], hsts=True, edge_address=EDGE, https_port=443)
+
+    redirect = re.search(r"server_name ([^;]+);\n\s+return 301", conf).group(1)
+    assert redirect.split() == [PACS.host_name], redirect
