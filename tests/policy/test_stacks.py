@@ -83,6 +83,9 @@ def mutate(kind: str, name: str, change: Callable[[dict[str, Any]], Any]):
     """A recording mutation applying `change` to the inputs and outputs of one resource."""
 
     def apply(recording: Recording) -> Recording:
+        assert any(r.type == kind and r.name == name for r in recording.resources), (
+            f"prod has no {kind} named {name} to mutate"
+        )
         resources = []
         for resource in recording.resources:
             if resource.type == kind and resource.name == name:
@@ -129,7 +132,29 @@ def edit_uploads(old: str, new: str):
     return change
 
 
+def drop_env(name: str):
+    def change(props: dict[str, Any]) -> None:
+        props["envs"] = [e for e in props.get("envs", []) if not e.startswith(name + "=")]
+
+    return change
+
+
+def writable_first_mount(props: dict[str, Any]) -> None:
+    props["volumes"][0]["readOnly"] = False
+
+
 RECORDING_MUTATIONS = [
+    (
+        "backup without an encryption recipient",
+        mutate(CONTAINER, "backup", drop_env("BACKUP_AGE_RECIPIENTS")),
+        "container-enable-backup-encryption",
+    ),
+    (
+        "backup mounts a source writable",
+        mutate(CONTAINER, "backup", writable_first_mount),
+        "stack-missing-backup-coverage",
+    ),
+    ("no backup job", remove(CONTAINER, "backup"), "stack-missing-backup-coverage"),
     (
         "gateway privileged",
         mutate(CONTAINER, "gateway", lambda p: p.update(privileged=True)),
@@ -303,7 +328,12 @@ def drop_attestation(item: str) -> Callable[[dict], None]:
     return change
 
 
+def weekly_backups(document: dict) -> None:
+    document["config"]["hospital:backup"].update(schedule="0 2 * * 0", rpoHours=168)
+
+
 STACK_FILE_MUTATIONS = [
+    ("weekly backups", weekly_backups, "container-configure-backup-schedule"),
     (
         "rotation older than 90 days",
         stack_key("credentials.rotation", old_date(120)),
