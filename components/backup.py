@@ -178,9 +178,11 @@ def restore_steps(
     root_password_file: str,
 ) -> list[str]:
     """The restore runbook with this stack's names: one-off containers of the backup image read
-    the archives and an identity file that the operator brings, never stored on the host."""
+    the archives and an identity file that the operator brings, never stored on the host. They
+    run as root with Docker's default capabilities, to read the root-only archives and give
+    restored files back their owners, and without a network."""
     one_off = (
-        f"docker run --rm --network none -v {archives}:{DEST_PATH}:ro "
+        f"docker run --rm --network none --user {RUN_AS} -v {archives}:{DEST_PATH}:ro "
         f"-v /path/to/identity.txt:/run/identity:ro"
     )
     restore = f"--entrypoint {RESTORE_ENTRYPOINT} {image} --identity /run/identity"
@@ -188,7 +190,8 @@ def restore_steps(
     stop = " ".join(writers)
     steps = [
         "Choose BACKUP, a directory name under the destination (newest last: "
-        f"`docker run --rm -v {archives}:{DEST_PATH}:ro --entrypoint ls {image} {DEST_PATH}`).",
+        f"`docker run --rm --user {RUN_AS} -v {archives}:{DEST_PATH}:ro --entrypoint ls {image} "
+        f"{DEST_PATH}`).",
         "Verify it: checksums against its MANIFEST and the identity against every archive, "
         f"writing nothing: `{one_off} {restore} --verify-only {backup_dir}`.",
         f"Stop the services whose volumes are restored: `docker stop {stop}`.",

@@ -241,6 +241,9 @@ def test_backup_export_describes_the_plan(prod):
     assert plan["database"]["binlogVolume"] == "hospital-prod-database-data"
     runbook = "\n".join(plan["restoreSteps"])
     assert "--verify-only" in runbook and "--sql-to-stdout" in runbook
+    assert runbook.count("docker run --rm --network none --user 0:0 ") == 3, (
+        "restore containers must run as root (archives are root's) without a network"
+    )
     for volume in plan["coveredVolumes"]:
         assert f"-v {volume}:/volumes/{volume}" in runbook, f"runbook misses {volume}"
 
