@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import RULES
+from policy_harness import RULES
 from pulumi_policy import EnforcementLevel, Severity
 
 from tools.check import PackConfig, PackConfigError

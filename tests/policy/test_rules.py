@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import (
+from policy_harness import (
     AGE_RECIPIENT,
     COMPLIANT,
     CONTAINER,
