@@ -33,12 +33,14 @@ def audit_gaps(props) -> list[str]:
     """What keeps a service from auditing access, by service; empty when it audits."""
     name = service(props)
     if name == "database":
-        configured = any(DATABASE_AUDIT_SETTING.search(text) for _, text in uploads_text(props))
+        configured = any(
+            DATABASE_AUDIT_SETTING.search(text) for _, text in uploads_text(props, ".cnf")
+        )
         flagged = any(DATABASE_AUDIT_FLAG.match(word) for word in command_line(props))
         if not (configured or flagged):
             return ["the MariaDB server_audit plugin is not logging (server_audit_logging=ON)"]
     if name == "gateway":
-        configs = [text for path, text in uploads_text(props) if path.endswith(".conf")]
+        configs = [text for _, text in uploads_text(props, ".conf")]
         if any(access_log_off(text) for text in configs):
             return ["nginx access logging is switched off"]
     if name == "emr" and environment(props).get(EMR_AUDIT_SWITCH, "1") in ("0", "false"):

@@ -19,7 +19,6 @@ from .inputs import (
     label,
     sequence,
     service,
-    uploads_text,
 )
 
 BACKUP_PLAN = "164.308(a)(7)(ii)(A)"
@@ -55,7 +54,11 @@ def backup_job(props) -> BackupJob | None:
     if service(props) != "backup":
         return None
     variables = environment(props, complete=True)
-    recipient_files = [path for path, _ in uploads_text(props) if "recipient" in path.lower()]
+    recipient_files = [
+        upload
+        for upload in every_item(sequence(props, "uploads"))
+        if "recipient" in str(upload.get("file", "")).lower()
+    ]
     try:
         rpo_hours = float(variables["BACKUP_RPO_HOURS"])
     except (KeyError, ValueError):

@@ -136,7 +136,7 @@ def validate_web_tls(args, report_violation):
     loopback_ok = setting(args, WEB_TLS_SCHEMA, "allowLoopbackHttp")
     gateway_config = ""
     if service(args.props) == "gateway":
-        gateway_config = "\n".join(text for path, text in uploads_text(args.props))
+        gateway_config = "\n".join(text for _, text in uploads_text(args.props, ".conf"))
     for port in published_ports(args.props):
         internal = int(port.get("internal", 0))
         if internal not in plain:
@@ -166,7 +166,7 @@ def tls_protocols(config_text: str) -> list[set[str]]:
 def validate_gateway_tls(args, report_violation):
     if service(args.props) != "gateway":
         args.not_applicable("not the gateway")
-    config = "\n".join(text for path, text in uploads_text(args.props) if path.endswith(".conf"))
+    config = "\n".join(text for _, text in uploads_text(args.props, ".conf"))
     if "ssl_certificate" not in config or not re.search(r"listen\s+[^;]*\bssl\b", config):
         report_violation(
             f"Gateway '{args.name}' does not terminate TLS; upload an nginx configuration with "
@@ -184,7 +184,7 @@ def validate_gateway_tls(args, report_violation):
 
 
 def database_requires_tls(props) -> bool:
-    configured = any(DATABASE_TLS_SETTING.search(text) for _, text in uploads_text(props))
+    configured = any(DATABASE_TLS_SETTING.search(text) for _, text in uploads_text(props, ".cnf"))
     flagged = any(DATABASE_TLS_FLAG.match(word) for word in command_line(props))
     return configured or flagged
 
@@ -199,7 +199,9 @@ def validate_database_tls(args, report_violation):
                 f"Database container '{args.name}' accepts unencrypted clients; set "
                 "`require_secure_transport=ON` with `ssl_cert`/`ssl_key` in its server config."
             )
-        elif not any(DATABASE_CERT_SETTING.search(text) for _, text in uploads_text(args.props)):
+        elif not any(
+            DATABASE_CERT_SETTING.search(text) for _, text in uploads_text(args.props, ".cnf")
+        ):
             report_violation(
                 f"Database container '{args.name}' requires TLS but names no `ssl_cert`; "
                 "configure the server certificate from the hospital CA."

@@ -63,7 +63,7 @@ def default_password_findings(props) -> list[str]:
 
 def orthanc_documents(props) -> list[tuple[str, object]]:
     """(where, parsed JSON) of every uploaded JSON file and Orthanc JSON variable."""
-    sources = [(path, text) for path, text in uploads_text(props) if path.endswith(".json")]
+    sources = list(uploads_text(props, ".json"))
     variables = environment(props)
     if "ORTHANC_JSON" in variables:
         sources.append(("ORTHANC_JSON", variables["ORTHANC_JSON"]))

@@ -111,11 +111,18 @@ def is_loopback(address: str) -> bool:
     return address == "::1" or address.startswith("127.")
 
 
-def uploads_text(props: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(container path, text) of every upload given inline as `content`; unknowns raise."""
+def uploads_text(props: Mapping[str, Any], *suffixes: str) -> Iterator[tuple[str, str]]:
+    """(container path, text) of every upload given inline as `content`, limited to paths
+    ending in `suffixes` when given. Only the contents read can raise on an unknown value, so
+    a key not yet generated during preview does not stop a rule that reads config files.
+    """
     for upload in every_item(sequence(props, "uploads")):
-        if isinstance(upload, Mapping) and isinstance(upload.get("content"), str):
-            yield str(upload.get("file", "")), upload["content"]
+        path = str(upload.get("file", ""))
+        if suffixes and not path.endswith(suffixes):
+            continue
+        content = upload.get("content")
+        if isinstance(content, str):
+            yield path, content
 
 
 def network_names(props: Mapping[str, Any], complete: bool = False) -> list[str]:

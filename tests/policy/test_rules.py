@@ -553,6 +553,8 @@ UNKNOWN_CASES = [
     ("container-disallow-default-credentials", "database", "envs.0", "pass"),
     ("container-disallow-default-credentials", "emr", "envs", "diagnostic"),
     ("container-enforce-database-tls", "database", "uploads.0.content", "diagnostic"),
+    ("container-enforce-database-tls", "database", "uploads.1.content", "pass"),
+    ("container-enable-audit-logging", "database", "uploads.1.content", "pass"),
     ("container-enable-no-new-privileges", "gateway", "securityOpts.0", "diagnostic"),
     ("container-enforce-capability-drop-all", "gateway", "capabilities", "diagnostic"),
     ("container-disallow-default-bridge", "gateway", "networksAdvanced.0", "pass"),
