@@ -431,7 +431,7 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:
                 stat.S_IMODE(status.st_mode),
                 status.st_uid,
                 status.st_gid,
-                int(status.st_mtime),
+                status.st_mtime_ns,
             )
         else:
             content = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -441,7 +441,7 @@ def tree_snapshot(root: Path) -> dict[str, tuple]:
                 status.st_uid,
                 status.st_gid,
                 status.st_size,
-                int(status.st_mtime),
+                status.st_mtime_ns,
                 status.st_nlink,
                 content,
             )
