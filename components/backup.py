@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from shlex import join
 from typing import TYPE_CHECKING, Annotated
 
 import pulumi
@@ -106,6 +107,8 @@ DB_PASSWORD_PATH = f"{CONFIG_DIR}/db-password"
 DB_CA_PATH = f"{CONFIG_DIR}/db-ca.pem"
 HEALTHCHECK = ("CMD", "/usr/local/bin/backup-healthcheck")
 RESTORE_ENTRYPOINT = "restore"
+BACKUP_PLACEHOLDER = f"{DEST_PATH}/BACKUP"
+IDENTITY_PLACEHOLDER = "/path/to/identity.txt"
 
 # Reading volumes whose files other uids own with mode 0600/0700 (MariaDB, Orthanc) takes
 # DAC_READ_SEARCH, and Docker grants capabilities to uid 0 only; every other one is dropped.
@@ -168,7 +171,7 @@ def recipient_fingerprint(recipient: str) -> str:
     return hashlib.sha256(recipient.encode()).hexdigest()[:16]
 
 
-def restore_steps(
+def restore_commands(
     *,
     image: str,
     archives: str,
@@ -176,40 +179,68 @@ def restore_steps(
     writers: list[str],
     database_container: str | None,
     root_password_file: str,
-) -> list[str]:
-    """The restore runbook with this stack's names: one-off containers of the backup image read
-    the archives and an identity file that the operator brings, never stored on the host. They
-    run as root with Docker's default capabilities, to read the root-only archives and give
-    restored files back their owners, and without a network."""
-    one_off = (
-        f"docker run --rm --network none --user {RUN_AS} -v {archives}:{DEST_PATH}:ro "
-        f"-v /path/to/identity.txt:/run/identity:ro"
-    )
-    restore = f"--entrypoint {RESTORE_ENTRYPOINT} {image} --identity /run/identity"
-    backup_dir = f"{DEST_PATH}/BACKUP"
-    stop = " ".join(writers)
-    steps = [
-        "Choose BACKUP, a directory name under the destination (newest last: "
-        f"`docker run --rm --user {RUN_AS} -v {archives}:{DEST_PATH}:ro --entrypoint ls {image} "
-        f"{DEST_PATH}`).",
-        "Verify it: checksums against its MANIFEST and the identity against every archive, "
-        f"writing nothing: `{one_off} {restore} --verify-only {backup_dir}`.",
-        f"Stop the services whose volumes are restored: `docker stop {stop}`.",
+) -> dict[str, list]:
+    """The restore as argv lists with this stack's names, `BACKUP_PLACEHOLDER` and
+    `IDENTITY_PLACEHOLDER` standing for the operator's choices; `database` is a pipe of two.
+
+    One-off containers of the backup image read the archives and an identity file that the
+    operator brings, never stored on the host. They run as root with Docker's default
+    capabilities (the archives are root's; restored files get their owners back) and without a
+    network.
+    """
+    one_off = ["docker", "run", "--rm", "--network", "none", "--user", RUN_AS]
+    one_off += [
+        "-v",
+        f"{archives}:{DEST_PATH}:ro",
+        "-v",
+        f"{IDENTITY_PLACEHOLDER}:/run/identity:ro",
     ]
+    restore = ["--entrypoint", RESTORE_ENTRYPOINT, image, "--identity", "/run/identity"]
+    mounts = [arg for name in volumes for arg in ("-v", f"{name}:{SOURCE_ROOT}/{name}")]
+    database = None
     if database_container:
+        load = f'MYSQL_PWD="$(cat {root_password_file})" exec mariadb --user=root'
+        database = [
+            [*one_off, *restore, "--sql-to-stdout", BACKUP_PLACEHOLDER],
+            ["docker", "exec", "-i", database_container, "sh", "-c", load],
+        ]
+    listing = ["docker", "run", "--rm", "--user", RUN_AS, "-v", f"{archives}:{DEST_PATH}:ro"]
+    return {
+        "list": [*listing, "--entrypoint", "ls", image, DEST_PATH],
+        "verify": [*one_off, *restore, "--verify-only", BACKUP_PLACEHOLDER],
+        "stop": ["docker", "stop", *writers],
+        "database": database,
+        "volumes": [
+            *one_off,
+            *mounts,
+            *restore,
+            *("--skip-database", "--volumes-root", SOURCE_ROOT, BACKUP_PLACEHOLDER),
+        ],
+        "start": ["docker", "start", *writers],
+    }
+
+
+def restore_steps(commands: dict[str, list]) -> list[str]:
+    """The runbook an operator reads, rendered from `restore_commands`."""
+    steps = [
+        "Choose BACKUP, a directory under the destination (oldest first): "
+        f"`{join(commands['list'])}`.",
+        "Verify it: checksums against its MANIFEST and the identity against every archive, "
+        f"writing nothing: `{join(commands['verify'])}`.",
+        f"Stop the services whose volumes are restored: `{join(commands['stop'])}`.",
+    ]
+    if commands["database"]:
         steps.append(
             "Reload the database (its dumped schemas are dropped and recreated) through the "
-            f"root account inside the database container: `{one_off} {restore} --sql-to-stdout "
-            f"{backup_dir} | docker exec -i {database_container} sh -c "
-            f"'MYSQL_PWD=\"$(cat {root_password_file})\" exec mariadb --user=root'`."
+            "root account inside the database container: "
+            f"`{' | '.join(join(command) for command in commands['database'])}`."
         )
-    mounts = " ".join(f"-v {name}:{SOURCE_ROOT}/{name}" for name in volumes)
     steps += [
         "Restore every volume (each is emptied first; owners and modes come back): "
-        f"`{one_off} {mounts} {restore} --skip-database --volumes-root {SOURCE_ROOT} "
-        f"{backup_dir}`. It prints the files, directories and bytes of each.",
-        f"Start the services again: `docker start {stop}`, and wait until each is healthy.",
+        f"`{join(commands['volumes'])}`. It prints the files, directories and bytes of each.",
+        f"Start the services again: `{join(commands['start'])}`, and wait until each is healthy.",
         "Record the test as the `restore-test` attestation in the stack file.",
+        "`make restore STACK=<stack> BACKUP=<name> IDENTITY=<file>` runs the same commands.",
     ]
     return steps
 
@@ -307,17 +338,17 @@ class Backup(pulumi.ComponentResource):
             "database": None
             if source is None
             else {"schema": source.schema, "host": source.host, "binlogVolume": data_volume},
-            "restoreSteps": restore_steps(
-                image=self.image,
-                archives=self.destination.name,
-                volumes=[v.name for v in covered if v.name != data_volume],
-                writers=writers,
-                database_container=platform.container_name(DATABASE_SERVICE)
-                if source is not None
-                else None,
-                root_password_file=ROOT_PASSWORD_PATH,
-            ),
         }
+        commands = restore_commands(
+            image=self.image,
+            archives=self.destination.name,
+            volumes=self.plan["coveredVolumes"],
+            writers=writers,
+            database_container=platform.container_name(DATABASE_SERVICE) if source else None,
+            root_password_file=ROOT_PASSWORD_PATH,
+        )
+        self.plan["restoreCommands"] = commands
+        self.plan["restoreSteps"] = restore_steps(commands)
         if platform.settings.is_prod:
             pulumi.log.info(
                 f"backup: {len(covered)} phi/config volumes, encrypted to "

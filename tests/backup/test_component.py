@@ -4,8 +4,10 @@ contract with backup/bin/*, secrecy, the built image and the policy pack's backu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -310,3 +312,80 @@ def test_backup_job_breaks_no_rule_beyond_its_reviewed_exceptions(prod):
     mine = {"backup", "backup-archives", "backup-image"}
     violations = [f"{v.policy}: {v.message}" for v in result.violations if v.resource in mine]
     assert violations == [], violations
+
+
+def fake_docker(directory: Path, fail_on: str = "") -> Path:
+    """A `docker` that logs each call as JSON, prints SQL for --sql-to-stdout, records what
+    `exec -i` reads, and fails when its arguments contain `fail_on`."""
+    log = directory / "calls.jsonl"
+    script = directory / "docker"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        "args = sys.argv[1:]\n"
+        "stdin = sys.stdin.read() if args[:2] == ['exec', '-i'] else ''\n"
+        f"with open({str(log)!r}, 'a') as log:\n"
+        "    log.write(json.dumps({'args': args, 'stdin': stdin}) + '\\n')\n"
+        f"if {fail_on!r} and any({fail_on!r} in arg for arg in args):\n"
+        "    sys.exit(3)\n"
+        "if '--sql-to-stdout' in args:\n"
+        "    print('CREATE DATABASE openemr;')\n"
+    )
+    script.chmod(0o755)
+    return log
+
+
+def restore_stack(tmp_path: Path, plan: dict, *extra: str, fail_on: str = ""):
+    exports = tmp_path / "outputs.json"
+    exports.write_text(json.dumps({"backup": plan}))
+    identity = tmp_path / "hospital.key"
+    identity.write_text("AGE-SECRET-KEY-1...\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = fake_docker(bin_dir, fail_on)
+    command = [sys.executable, str(BUILD_CONTEXT / "restore_stack.py"), "--stack", "prod"]
+    command += ["--backup", "2026-12-03T020000Z", "--identity", str(identity)]
+    result = subprocess.run(
+        [*command, "--exports", str(exports), *extra],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return result, calls, identity
+
+
+# `make restore` runs verify, stop, database pipe, volumes, start — in that order, with the
+# chosen backup and identity in place of the placeholders.
+def test_restore_stack_runs_the_plan_in_order(prod, tmp_path):
+    result, calls, identity = restore_stack(tmp_path, prod.export("backup"))
+
+    assert result.returncode == 0, result.stderr
+    verbs = [c["args"][0] for c in calls]
+    assert verbs == ["run", "stop", "run", "exec", "run", "start"], verbs
+    assert "--verify-only" in calls[0]["args"] and "--sql-to-stdout" in calls[2]["args"]
+    assert calls[3]["stdin"] == "CREATE DATABASE openemr;\n", "SQL did not reach the database"
+    assert calls[3]["args"][2] == "hospital-prod-database"
+    for call in (calls[0], calls[2], calls[4]):
+        assert f"{identity}:/run/identity:ro" in call["args"], call["args"]
+        assert call["args"][-1] == "/backups/2026-12-03T020000Z", call["args"]
+    assert calls[1]["args"][1:] == calls[5]["args"][1:], "start does not undo stop"
+
+
+# A backup that fails verification stops the restore before any service is stopped.
+def test_restore_stack_stops_nothing_when_verification_fails(prod, tmp_path):
+    result, calls, _ = restore_stack(tmp_path, prod.export("backup"), fail_on="--verify-only")
+
+    assert result.returncode == 1
+    assert [c["args"][0] for c in calls] == ["run"], calls
+    assert "step 'verify' failed" in result.stderr
+
+
+# --dry-run prints the commands and runs none.
+def test_restore_stack_dry_run_runs_nothing(prod, tmp_path):
+    result, calls, _ = restore_stack(tmp_path, prod.export("backup"), "--dry-run")
+
+    assert result.returncode == 0, result.stderr
+    assert calls == []
+    assert "database: docker run" in result.stdout and " | docker exec -i " in result.stdout
