@@ -500,3 +500,48 @@ def test_dump_works_with_the_database_components_grants(rig):
     [entry] = [e for e in manifest_entries(backup) if e["kind"] == "database"]
     assert entry["source"] == "emr", f"the scoped account dumped {entry['source']}"
     assert database_snapshot(rig.database) == rows_before, "emr differs after the scoped dump"
+
+
+def serve_until_waiting(rig, **overrides: str) -> list[str]:
+    """Starts the scheduler, reads its log up to the line that says it waits for the next run
+    (so everything it does at start is done), then stops it. Returns the log lines."""
+    env = rig.env(BACKUP_DB_HOST="", **overrides)
+    scheduler = subprocess.Popen(
+        [str(BIN / "backup-scheduler"), "serve"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        for line in scheduler.stderr:
+            lines.append(line)
+            if "scheduler: waiting" in line:
+                break
+    finally:
+        os.killpg(scheduler.pid, 15)
+        scheduler.wait(timeout=30)
+    assert any("scheduler: waiting" in line for line in lines), "".join(lines)
+    return lines
+
+
+# A scheduler that starts with no recent backup (fresh stack, or down at its hour) takes one.
+def test_scheduler_catches_up_when_no_backup_is_within_the_rpo(rig):
+    lines = serve_until_waiting(rig)
+
+    assert any("taking one now" in line for line in lines), "".join(lines)
+    assert len(rig.backups()) == 1, "no catch-up backup"
+    assert healthcheck(rig).returncode == 0
+
+
+# With a backup younger than the RPO, a restart takes none and waits for the schedule.
+def test_scheduler_waits_when_the_last_backup_is_recent(rig):
+    rig.backup(BACKUP_DB_HOST="")
+    [first] = rig.backups()
+
+    lines = serve_until_waiting(rig)
+
+    assert rig.backups() == [first], "a restart took a backup although one is recent"
+    assert not any("taking one now" in line for line in lines), "".join(lines)
