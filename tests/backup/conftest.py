@@ -34,6 +34,7 @@ PACKAGES_BY_BINARY = {
     "age": "age",
     "age-keygen": "age",
     "flock": "util-linux",
+    "shellcheck": "shellcheck",
 }
 
 # Passwords with every character an option file could trip on; never printed by the scripts.

@@ -17,6 +17,7 @@ from conftest import (
     VOLUME_NAMES,
     client_option_text,
     database_snapshot,
+    ensure_binaries,
     sql_string,
     tree_snapshot,
 )
@@ -545,3 +546,19 @@ def test_scheduler_waits_when_the_last_backup_is_recent(rig):
 
     assert rig.backups() == [first], "a restart took a backup although one is recent"
     assert not any("taking one now" in line for line in lines), "".join(lines)
+
+
+# The scripts stay free of the shell pitfalls shellcheck knows (quoting, pipes, traps).
+def test_scripts_are_shellcheck_clean():
+    ensure_binaries()
+    scripts = sorted(str(path) for path in BIN.iterdir())
+
+    result = subprocess.run(
+        ["shellcheck", "--external-sources", *scripts],
+        cwd=BIN.parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout
