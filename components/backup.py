@@ -266,12 +266,12 @@ class Backup(pulumi.ComponentResource):
         from components.database import BINLOG_BASENAME, ROOT_PASSWORD_PATH
         from components.database import SERVICE as DATABASE_SERVICE
         from components.platform import Healthcheck, Mount, Upload
-        from components.volumes import BACKED_UP_CLASSES, SERVICE_LABEL
+        from components.volumes import BACKED_UP_CLASSES
 
         settings = platform.settings.backup
         self.image = image_reference(settings.base_image)
         self._build_image(platform)
-        self.destination = self._destination(platform, SERVICE_LABEL)
+        self.destination = self._destination(platform)
 
         covered = platform.volumes.of_class(*sorted(BACKED_UP_CLASSES))
         data_volume = next(
@@ -378,35 +378,16 @@ class Backup(pulumi.ComponentResource):
         # registered under its reference, where Platform.image() finds it instead of pulling.
         platform._images[self.image] = build
 
-    def _destination(self, platform: Platform, service_label: str) -> ServiceVolume:
+    def _destination(self, platform: Platform) -> ServiceVolume:
         """The archives' volume, or a volume bound to the host directory from the settings.
 
-        It is labelled as a backup destination rather than phi: it holds only ciphertext, and it
-        must not be mounted into the job it receives from."""
-        from components.volumes import DATA_CLASS_LABEL, ServiceVolume
-
-        settings = platform.settings.backup
-        name = f"hospital-{platform.stack}-{SERVICE}-archives"
-        bind = (
-            {"type": "none", "o": "bind", "device": settings.host_path}
-            if settings.host_path
-            else None
+        Its data class is `backup` rather than phi: it holds only ciphertext, and it must not be
+        mounted into the job it receives from."""
+        host_path = platform.settings.backup.host_path
+        bind = {"type": "none", "o": "bind", "device": host_path} if host_path else None
+        return platform.volumes.create(
+            SERVICE, "archives", DESTINATION_CLASS, self, driver_opts=bind
         )
-        volume = docker.Volume(
-            "backup-archives",
-            docker.VolumeArgs(
-                name=name,
-                driver="local",
-                driver_opts=bind,
-                labels=[
-                    docker.VolumeLabelArgs(label=service_label, value=SERVICE),
-                    docker.VolumeLabelArgs(label=DATA_CLASS_LABEL, value=DESTINATION_CLASS),
-                    docker.VolumeLabelArgs(label="hospital.stack", value=platform.stack),
-                ],
-            ),
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=platform.settings.is_prod),
-        )
-        return ServiceVolume(SERVICE, "archives", DESTINATION_CLASS, name, volume)  # type: ignore[arg-type]
 
 
 def disabled_plan() -> dict:

@@ -14,7 +14,8 @@ import pulumi_docker as docker
 
 SERVICE_LABEL = "hospital.service"
 DATA_CLASS_LABEL = "hospital.data-class"
-DataClass = Literal["phi", "config", "logs"]
+# `backup` holds only the encrypted archives: a backup destination, never a backup source.
+DataClass = Literal["phi", "config", "logs", "backup"]
 BACKED_UP_CLASSES: frozenset[DataClass] = frozenset({"phi", "config"})
 
 
@@ -42,15 +43,23 @@ class VolumeCatalog:
         self.volumes: list[ServiceVolume] = []
 
     def create(
-        self, service: str, purpose: str, data_class: DataClass, parent: pulumi.Resource
+        self,
+        service: str,
+        purpose: str,
+        data_class: DataClass,
+        parent: pulumi.Resource,
+        *,
+        driver_opts: dict[str, str] | None = None,
     ) -> ServiceVolume:
-        """A new volume `hospital-<stack>-<service>-<purpose>`, created under `parent`."""
+        """A new volume `hospital-<stack>-<service>-<purpose>`, created under `parent`;
+        `driver_opts` go to the local driver (a bind to a host directory, for example)."""
         name = f"hospital-{self._stack}-{service}-{purpose}"
         resource = docker.Volume(
             f"{service}-{purpose}",
             docker.VolumeArgs(
                 name=name,
                 driver="local",
+                driver_opts=driver_opts,
                 labels=[
                     docker.VolumeLabelArgs(label=SERVICE_LABEL, value=service),
                     docker.VolumeLabelArgs(label=DATA_CLASS_LABEL, value=data_class),

@@ -46,6 +46,7 @@ DATA_CLASSES = {
     "phi": "protected health information",
     "config": "configuration and keys",
     "logs": "logs and audit trails",
+    "backup": "encrypted backup archives",
 }
 CHECK_COMMAND = "python -m tools check --stack {stack} --format json > compliance-{stack}.json"
 LOG_PATTERN = "error|fatal|denied|fail"
@@ -476,7 +477,7 @@ def _volumes(exports: Mapping[str, Any]) -> str:
                 _code(volume["name"]),
                 volume["service"],
                 DATA_CLASSES.get(volume["dataClass"], volume["dataClass"]),
-                "yes" if volume["backedUp"] else "**no**",
+                _coverage(volume),
             )
         )
     uncovered = [v["name"] for v in volumes if v["dataClass"] == "phi" and not v["backedUp"]]
@@ -491,6 +492,12 @@ def _volumes(exports: Mapping[str, Any]) -> str:
         phi = sum(1 for v in volumes if v["dataClass"] == "phi")
         lines.append(f"Every one of the {phi} volumes holding PHI is backed up.")
     return "\n".join(lines)
+
+
+def _coverage(volume: Mapping[str, Any]) -> str:
+    if volume["dataClass"] == "backup":
+        return "destination"
+    return "yes" if volume["backedUp"] else "**no**"
 
 
 def _backup(stack: str, exports: Mapping[str, Any]) -> str:

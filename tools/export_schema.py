@@ -112,7 +112,7 @@ EXPORT_SCHEMA: dict[str, Any] = {
                 {
                     "name": STRING,
                     "service": SERVICE,
-                    "dataClass": {"enum": ["phi", "config", "logs"]},
+                    "dataClass": {"enum": ["phi", "config", "logs", "backup"]},
                     "backedUp": BOOLEAN,
                 }
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from components.credentials import SAFE_SPECIALS
+from components.volumes import DataClass
 from tools.preview import run_program
 from tools.recording import Recording
 
@@ -199,7 +201,7 @@ def test_volumes_are_labelled_and_retained_in_prod(stack: str, retained: bool, r
 
     assert volumes, "no volumes"
     for volume in volumes:
-        assert labels(volume)["hospital.data-class"] in {"phi", "config", "logs"}, volume.name
+        assert labels(volume)["hospital.data-class"] in get_args(DataClass), volume.name
         assert labels(volume)["hospital.service"], volume.name
         assert bool(volume.options.get("retainOnDelete")) is retained, volume.name
 
