@@ -6,6 +6,7 @@ from typing import Any
 
 import pulumi
 
+from components.backup import Backup, disabled_plan
 from components.credentials import Credentials
 from components.database import PORT as DATABASE_PORT
 from components.database import Database
@@ -70,6 +71,13 @@ class HospitalDataCenter(pulumi.ComponentResource):
             upstreams=[service.container for service in web_services],
             opts=child,
         )
+
+        # Last: the job covers every phi/config volume that exists when it is built.
+        if settings.backup.enabled:
+            self.backup = Backup("backup", self.platform, self.database, child)
+            self.extra_exports["backup"] = self.backup.plan
+        else:
+            self.extra_exports["backup"] = disabled_plan()
 
         self.register_outputs({"endpoints": self.endpoints})
 

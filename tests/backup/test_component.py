@@ -34,28 +34,8 @@ VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 RECIPIENT = "age192m26zk782sryk93krcl735vsjm9h0cnpua2pjfe0uznt3a4p58qtq3cke"
 
-# Builds the data center and, until the composition creates it, the backup job beside it.
-PROGRAM = f"""
-import sys
-sys.path.insert(0, {str(REPO)!r})
-import pulumi
-from components.backup import Backup, disabled_plan
-from components.datacenter import HospitalDataCenter
-from components.settings import load_settings
-
-settings = load_settings()
-datacenter = HospitalDataCenter("hospital", settings)
-if settings.backup.enabled and getattr(datacenter, "backup", None) is None:
-    datacenter.backup = Backup(
-        "backup", datacenter.platform, datacenter.database,
-        pulumi.ResourceOptions(parent=datacenter),
-    )
-    datacenter.extra_exports["backup"] = datacenter.backup.plan
-elif not settings.backup.enabled:
-    datacenter.extra_exports.setdefault("backup", disabled_plan())
-for name, value in datacenter.exports().items():
-    pulumi.export(name, value)
-"""
+# The project's own program, run from a copy of the project so that stack files can change.
+PROGRAM = f"import sys\nsys.path.insert(0, {str(REPO)!r})\n" + (REPO / "__main__.py").read_text()
 
 
 def preview(tmp_path: Path, stack: str, **backup_changes) -> Recording:
