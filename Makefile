@@ -57,6 +57,13 @@ conformance: venv ## run the recorded stacks on a real Docker engine with real c
 	conformance/engine.sh
 	$(PYTHON) -m pytest -m conformance tests/conformance
 
+restore: venv ## restore STACK from BACKUP with the age IDENTITY file (EXPORTS=outputs.json, DRY_RUN=1)
+	@if [ -z "$(BACKUP)" ] || [ -z "$(IDENTITY)" ]; then \
+	  echo "usage: make restore STACK=prod BACKUP=<backup directory> IDENTITY=<age identity file>" \
+	       "[EXPORTS=<pulumi stack output --json file>] [DRY_RUN=1]" >&2; exit 2; fi
+	$(PYTHON) backup/restore_stack.py --stack $(STACK) --backup $(BACKUP) --identity $(IDENTITY) \
+	  $(if $(EXPORTS),--exports $(EXPORTS)) $(if $(DRY_RUN),--dry-run)
+
 bench: venv ## benchmarks: preview, policy check, clinical path, backup (figures + JSON)
 	mkdir -p build/bench
 	for bench in tests/bench/bench_*.py; do \

@@ -38,11 +38,21 @@ class RetentionSettings(StackModel):
 class BackupSettings(StackModel):
     """Schedule, recovery point objective, encryption recipients, retention and destination."""
 
-    enabled: bool = False
-    rpo_hours: Annotated[int, Field(ge=1, le=168)] = 24
-    schedule: str = Field(default="0 2 * * *", validate_default=True)
+    enabled: bool = Field(default=False, description="run the backup job (prod requires it)")
+    rpo_hours: Annotated[int, Field(ge=1, le=168)] = Field(
+        default=24,
+        description="recovery point objective; the job turns unhealthy past it",
+    )
+    schedule: str = Field(
+        default="0 2 * * *",
+        validate_default=True,
+        description="cron expression in UTC; no gap between runs longer than rpoHours",
+    )
     recipients: tuple[Annotated[str, Field(pattern=AGE_RECIPIENT)], ...] = Field(
-        default=(), validate_default=True
+        default=(),
+        validate_default=True,
+        description="age public keys (age1...) the archives are encrypted to; the private "
+        "key stays offline",
     )
     retention: RetentionSettings = RetentionSettings()
     host_path: str | None = Field(
