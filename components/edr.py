@@ -150,9 +150,14 @@ class Edr(pulumi.ComponentResource):
         ]
         log_volumes = {volume.service: volume.name for volume in platform.volumes.of_class("logs")}
         if "pacs" not in log_volumes:
-            pulumi.log.warn(
-                "edr: PACS has no logs volume, so Hospital.Client.DicomTraffic has no Orthanc "
-                "log file to read on the host",
+            # Limitation: Orthanc logs to stdout (the container's rotated log driver), and its
+            # DICOM requests appear only in its verbose log; writing that to a volume
+            # (LOGDIR + VERBOSE_ENABLED) would grow without rotation. So the DicomTraffic
+            # artifact keeps its default glob and finds no file until an operator turns on
+            # file logging for the PACS.
+            pulumi.log.info(
+                "edr: Hospital.Client.DicomTraffic reads Orthanc log files, which this stack "
+                "does not write (Orthanc logs to stdout)",
                 self,
             )
         self.artifact_names = sorted(path.stem for path in artifact_files())
