@@ -50,11 +50,14 @@ def _application(calling: str, nodelay: bool) -> AE:
     return application
 
 
-def echo(host: str, port: int, called: str, calling: str) -> int | None:
-    """C-ECHO status, or None when the association was refused."""
+def echo(host: str, port: int, called: str, calling: str, source: str | None = None) -> int | None:
+    """C-ECHO status, or None when the association was refused.
+
+    `source` is the local address to connect from (a modality's address on this host).
+    """
     application = _application(calling, nodelay=True)
     application.add_requested_context(Verification)
-    association = application.associate(host, port, ae_title=called)
+    association = application.associate(host, port, ae_title=called, bind_address=(source or "", 0))
     if not association.is_established:
         return None
     try:
@@ -71,12 +74,13 @@ def store(
     calling: str,
     datasets: Iterable[Dataset],
     nodelay: bool = True,
+    source: str | None = None,
 ) -> StoreOutcome:
-    """C-STORE every dataset over one association."""
+    """C-STORE every dataset over one association, from `source` when given."""
     application = _application(calling, nodelay)
     application.add_requested_context(CTImageStorage)
     application.add_requested_context(MRImageStorage)
-    association = application.associate(host, port, ae_title=called)
+    association = application.associate(host, port, ae_title=called, bind_address=(source or "", 0))
     if not association.is_established:
         return StoreOutcome(False)
     statuses = []

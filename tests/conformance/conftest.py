@@ -113,3 +113,82 @@ class HandWritten:
 @pytest.fixture
 def hand_written() -> HandWritten:
     return HandWritten()
+
+
+class ReplayedStack:
+    """A stack's recording replayed on the engine, with what the checks need from it.
+
+    Secrets (passwords, keys) are read from the recording only to act as a client would.
+    """
+
+    def __init__(self, recording: Recording, replay) -> None:
+        self.recording = recording
+        self.replay = replay
+
+    def container_inputs(self, service: str) -> Mapping[str, Any]:
+        recorded_name = self.replay.by_service(service)
+        for resource in self.recording.of_type("docker:index/container:Container"):
+            if resource.inputs.get("name") == recorded_name:
+                return resource.inputs
+        raise KeyError(service)
+
+    def uploaded(self, service: str, path: str) -> str:
+        """The content the program uploads to `path` in the service's container."""
+        for upload in self.container_inputs(service).get("uploads", []):
+            if upload["file"] == path:
+                return upload["content"]
+        raise KeyError(f"{service} gets no upload at {path}")
+
+    def ca_pem(self) -> str:
+        authorities = self.recording.of_type("tls:index/selfSignedCert:SelfSignedCert")
+        assert len(authorities) == 1, "expected exactly one generated CA"
+        return authorities[0].outputs["certPem"]
+
+    def host_name(self, service: str) -> str:
+        """`pacs.<domain>` from the stack's endpoints export."""
+        url = self.recording.export("endpoints")[service]
+        return url.split("//", 1)[1].split("/", 1)[0].split(":", 1)[0]
+
+    def published(self, service: str, internal: int) -> tuple[str, int]:
+        return self.replay.host_port(self.replay.by_service(service), internal)
+
+    def address(self, service: str) -> str:
+        return self.replay.address(self.replay.by_service(service))
+
+
+_REPLAYED: dict[str, ReplayedStack] = {}
+
+
+@pytest.fixture(scope="session")
+def replayed(engine: docker.DockerClient):
+    """Replays a stack once per session: replayed("prod") -> ReplayedStack."""
+    from conformance.replay import Replay, plan_replay
+    from tools.preview import run_program
+
+    def replay_of(stack: str) -> ReplayedStack:
+        if stack not in _REPLAYED:
+            recording = run_program(stack, preview=False)
+            replay = Replay(plan_replay(recording), engine)
+            _REPLAYED[stack] = ReplayedStack(recording, replay)
+            replay.__enter__()
+        return _REPLAYED[stack]
+
+    yield replay_of
+    while _REPLAYED:
+        _, stack = _REPLAYED.popitem()
+        stack.replay.down()
+
+
+@pytest.fixture
+def host_address():
+    """Gives this host an extra address (e.g. a modality's) for the test, removed after."""
+    added: list[str] = []
+
+    def add(address: str) -> str:
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=False)
+        added.append(address)
+        return address
+
+    yield add
+    for address in added:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)

@@ -1,0 +1,297 @@
+"""The replayed prod stack checked with real clients: TLS, HTTP, DICOM and SQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import time
+
+import httpx
+import pymysql
+import pytest
+
+from conformance.dicom import echo, sample_ct, store
+
+pytestmark = pytest.mark.conformance
+
+DICOM_PORT = 4242
+HTTPS_PORT = 8443
+HTTP_PORT = 8080
+MARIADB_PORT = 3306
+
+
+@pytest.fixture(scope="module")
+def prod(replayed, tmp_path_factory):
+    stack = replayed("prod")
+    ca_file = tmp_path_factory.mktemp("prod-ca") / "ca.pem"
+    ca_file.write_text(stack.ca_pem())
+    stack.ca_file = str(ca_file)
+    return stack
+
+
+def _https(prod, service: str, path: str, auth=None) -> httpx.Response:
+    """GET https://<service host name><path> through the gateway's published port, verified
+    against the generated CA with the service's host name (SNI and certificate check)."""
+    address, port = prod.published("gateway", HTTPS_PORT)
+    host_name = prod.host_name(service)
+    context = ssl.create_default_context(cafile=prod.ca_file)
+    with httpx.Client(verify=context, timeout=30) as client:
+        return client.get(
+            f"https://{address}:{port}{path}",
+            headers={"Host": host_name},
+            extensions={"sni_hostname": host_name},
+            auth=auth,
+        )
+
+
+def _orthanc_user(prod, name: str = "admin") -> tuple[str, str]:
+    users = json.loads(prod.uploaded("pacs", "/etc/orthanc/credentials.json"))["RegisteredUsers"]
+    return name, users[name]
+
+
+def _modalities(prod) -> dict:
+    return json.loads(prod.uploaded("pacs", "/etc/orthanc/dicom.json"))
+
+
+def _handshake(prod, version: ssl.TLSVersion) -> str:
+    """Negotiated protocol of a handshake pinned to `version`, or the failure's text."""
+    address, port = prod.published("gateway", HTTPS_PORT)
+    context = ssl.create_default_context(cafile=prod.ca_file)
+    # Let this client offer old protocols so that a refusal can only come from the server.
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version = version
+    context.maximum_version = version
+    try:
+        with (
+            socket.create_connection((address, port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=prod.host_name("pacs")) as tls,
+        ):
+            return tls.version()
+    except (ssl.SSLError, ConnectionError) as error:
+        return f"refused: {error}"
+
+
+# The gateway's certificate verifies against the generated CA for the PACS host name.
+def test_gateway_certificate_verifies_for_the_service_host_name(prod):
+    response = _https(prod, "pacs", "/system", auth=_orthanc_user(prod))
+
+    assert response.status_code == 200, f"verified HTTPS to PACS failed: {response.status_code}"
+
+
+# A certificate check against another host name must fail: hostnames are really checked.
+def test_gateway_certificate_does_not_verify_for_another_name(prod):
+    address, port = prod.published("gateway", HTTPS_PORT)
+    context = ssl.create_default_context(cafile=prod.ca_file)
+
+    with (
+        pytest.raises(ssl.SSLError),
+        socket.create_connection((address, port), timeout=10) as raw,
+    ):
+        context.wrap_socket(raw, server_hostname="unknown.invalid").close()
+
+
+# Old protocols are refused by the gateway.
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_gateway_refuses_tls_before_1_2(prod, version):
+    outcome = _handshake(prod, version)
+
+    assert outcome.startswith("refused"), f"gateway accepted {version.name}: {outcome}"
+
+
+# TLS 1.2 and 1.3 are both accepted.
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_gateway_accepts_tls_1_2_and_1_3(prod, version):
+    outcome = _handshake(prod, version)
+
+    assert outcome == version.name.replace("_", "."), f"{version.name} failed: {outcome}"
+
+
+# Browsers are told to stay on HTTPS.
+def test_gateway_sends_hsts(prod):
+    response = _https(prod, "pacs", "/system", auth=_orthanc_user(prod))
+
+    hsts = response.headers.get("strict-transport-security", "")
+    assert "max-age=" in hsts, f"no HSTS header, headers: {dict(response.headers)}"
+
+
+# Plain HTTP is redirected to HTTPS for the same host.
+def test_gateway_redirects_http_to_https(prod):
+    address, port = prod.published("gateway", HTTP_PORT)
+    host_name = prod.host_name("pacs")
+
+    response = httpx.get(f"http://{address}:{port}/app/explorer.html", headers={"Host": host_name})
+
+    assert response.status_code in (301, 308), f"HTTP answered {response.status_code}"
+    assert response.headers["location"].startswith(f"https://{host_name}"), response.headers
+
+
+# Orthanc behind the gateway: 401 without credentials, 200 with the generated ones.
+def test_orthanc_through_gateway_requires_the_generated_credentials(prod):
+    anonymous = _https(prod, "pacs", "/system")
+    wrong = _https(prod, "pacs", "/system", auth=("admin", "not-the-password"))
+    admin = _https(prod, "pacs", "/system", auth=_orthanc_user(prod))
+
+    assert anonymous.status_code == 401, f"anonymous got {anonymous.status_code}"
+    assert wrong.status_code == 401, f"wrong password got {wrong.status_code}"
+    assert admin.status_code == 200, f"generated admin credentials got {admin.status_code}"
+
+
+def _storing_modality(prod) -> tuple[str, dict]:
+    modalities = _modalities(prod)["DicomModalities"]
+    name, modality = next((n, m) for n, m in modalities.items() if m.get("AllowStore"))
+    return name, modality
+
+
+# A configured modality, from its own address, can echo and store a real CT instance.
+def test_configured_modality_echoes_and_stores(prod, host_address):
+    _, modality = _storing_modality(prod)
+    source = host_address(modality["Host"])
+    called = _modalities(prod)["DicomAet"]
+
+    status = echo(prod.address("pacs"), DICOM_PORT, called, modality["AET"], source=source)
+    outcome = store(
+        prod.address("pacs"), DICOM_PORT, called, modality["AET"], [sample_ct()], source=source
+    )
+
+    assert status == 0, f"C-ECHO from {modality['AET']} failed: {status}"
+    assert outcome.all_stored, f"C-STORE from {modality['AET']} failed: {outcome}"
+
+
+# An AE title nobody configured is refused, even from a modality's address.
+def test_unknown_ae_title_cannot_store(prod, host_address):
+    _, modality = _storing_modality(prod)
+    source = host_address(modality["Host"])
+    called = _modalities(prod)["DicomAet"]
+
+    outcome = store(
+        prod.address("pacs"), DICOM_PORT, called, "INTRUDER", [sample_ct()], source=source
+    )
+
+    assert not outcome.all_stored, "an unknown AE title stored an instance"
+
+
+# A configured AE title from an address that is not its modality's is refused too.
+def test_configured_ae_title_from_another_host_cannot_store(prod):
+    _, modality = _storing_modality(prod)
+    called = _modalities(prod)["DicomAet"]
+
+    outcome = store(prod.address("pacs"), DICOM_PORT, called, modality["AET"], [sample_ct()])
+
+    assert not outcome.all_stored, "the modality host check let another address store"
+
+
+# DICOMweb QIDO-RS through the gateway finds a study stored over DICOM.
+def test_qido_through_gateway_finds_the_stored_study(prod, host_address):
+    _, modality = _storing_modality(prod)
+    source = host_address(modality["Host"])
+    called = _modalities(prod)["DicomAet"]
+    instance = sample_ct()
+    stored = store(
+        prod.address("pacs"), DICOM_PORT, called, modality["AET"], [instance], source=source
+    )
+    assert stored.all_stored, f"could not store the instance to search for: {stored}"
+
+    response = _https(
+        prod,
+        "pacs",
+        f"/dicom-web/studies?StudyInstanceUID={instance.StudyInstanceUID}",
+        auth=_orthanc_user(prod),
+    )
+
+    assert response.status_code == 200, f"QIDO-RS answered {response.status_code}"
+    found = [s["0020000D"]["Value"][0] for s in response.json()]
+    assert found == [instance.StudyInstanceUID], f"QIDO-RS found {found}"
+
+
+def _database_account(prod) -> tuple[str, str]:
+    environment = dict(line.split("=", 1) for line in prod.container_inputs("database")["envs"])
+    password = prod.uploaded("database", environment["MARIADB_PASSWORD_FILE"])
+    return environment["MARIADB_USER"], password.strip()
+
+
+def _database_connection(prod, tls: bool) -> pymysql.connections.Connection:
+    """The application account's connection, over TLS verified against the generated CA or,
+    with `tls` False, over plain TCP (PyMySQL otherwise upgrades to TLS on its own)."""
+    user, password = _database_account(prod)
+    options: dict = {"ssl_disabled": True}
+    if tls:
+        context = ssl.create_default_context(cafile=prod.ca_file)
+        context.check_hostname = False  # reached by address; the CA is still checked
+        options = {"ssl": context}
+    return pymysql.connect(
+        host=prod.address("database"),
+        port=MARIADB_PORT,
+        user=user,
+        password=password,
+        database=user,
+        connect_timeout=10,
+        **options,
+    )
+
+
+# MariaDB refuses the application account over plain TCP, with the password that works on TLS.
+def test_database_refuses_connections_without_tls(prod):
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        _database_connection(prod, tls=False).close()
+    _database_connection(prod, tls=True).close()
+
+    # MariaDB answers a plain connection under require_secure_transport with access denied.
+    assert refused.value.args[0] in (1045, 3159, 4151), f"unexpected refusal: {refused.value}"
+
+
+# The application account connects over verified TLS and can create and read a table.
+def test_application_account_uses_tls_and_can_write(prod):
+    connection = _database_connection(prod, tls=True)
+
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SHOW STATUS LIKE 'Ssl_version'")
+        tls_version = cursor.fetchone()[1]
+        cursor.execute("CREATE TABLE IF NOT EXISTS conformance_probe (id INT PRIMARY KEY)")
+        cursor.execute("REPLACE INTO conformance_probe VALUES (7)")
+        cursor.execute("SELECT id FROM conformance_probe")
+        rows = cursor.fetchall()
+
+    assert tls_version in ("TLSv1.2", "TLSv1.3"), f"session not on TLS 1.2+: {tls_version!r}"
+    assert rows == ((7,),), f"table round trip failed: {rows}"
+
+
+def _instance_count(prod) -> int:
+    response = _https(prod, "pacs", "/statistics", auth=_orthanc_user(prod))
+    assert response.status_code == 200, f"statistics answered {response.status_code}"
+    return int(response.json()["CountInstances"])
+
+
+# Orthanc restarted keeps its instances (storage and index live on the volume).
+def test_orthanc_restart_keeps_instances(prod, host_address):
+    _, modality = _storing_modality(prod)
+    source = host_address(modality["Host"])
+    called = _modalities(prod)["DicomAet"]
+    store(prod.address("pacs"), DICOM_PORT, called, modality["AET"], [sample_ct()], source=source)
+    before = _instance_count(prod)
+    pacs = prod.replay.by_service("pacs")
+
+    prod.replay.container(pacs).restart(timeout=30)
+    prod.replay.wait_healthy(pacs, 120)
+
+    assert before >= 1, "nothing stored before the restart"
+    assert _instance_count(prod) == before, "instances lost across a restart"
+
+
+# A container whose process dies is brought back healthy by its restart policy.
+def test_killed_container_is_restarted_healthy(prod):
+    pacs = prod.replay.by_service("pacs")
+    container = prod.replay.container(pacs)
+    restarts = container.attrs["RestartCount"]
+
+    os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while prod.replay.container(pacs).attrs["RestartCount"] == restarts:
+        assert time.monotonic() < deadline, "the engine did not restart the killed container"
+        time.sleep(0.2)
+    prod.replay.wait_healthy(pacs, 120)
+
+    assert prod.replay.health(pacs) == "healthy"
