@@ -67,6 +67,44 @@ def test_mariadb_stand_in_creates_the_account_from_password_files(engine, hand_w
     assert not [line for line in environment if "Secret" in line], "password leaked into env"
 
 
+# An account an init_file from conf.d creates (it also runs on the first start's temporary
+# server) survives the stand-in's first-start clean-up and can log in afterwards.
+def test_mariadb_stand_in_keeps_accounts_of_an_init_file(engine, hand_written, run_labels):
+    hook = (
+        "CREATE USER IF NOT EXISTS 'reader'@'%';\n"
+        "ALTER USER 'reader'@'%' IDENTIFIED BY 'reader-Secret-1';\n"
+        "GRANT SELECT ON `clinic`.* TO 'reader'@'%';\n"
+    )
+    _database(
+        hand_written,
+        uploads=[
+            {"file": "/run/secrets/root", "content": "root-Secret-1"},
+            {"file": "/run/secrets/clinic", "content": "clinic-Secret-1"},
+            {"file": "/etc/mysql/hook/accounts.sql", "content": hook},
+            {
+                "file": "/etc/mysql/conf.d/50-hook.cnf",
+                "content": "[mariadbd]\ninit_file = /etc/mysql/hook/accounts.sql\n",
+            },
+        ],
+    )
+
+    with Replay(plan_replay(hand_written.recording), engine) as replay:
+        connection = pymysql.connect(
+            host=replay.address("cf-db"),
+            port=3306,
+            user="reader",
+            password="reader-Secret-1",
+            database="clinic",
+        )
+        with connection, connection.cursor() as cursor:
+            cursor.execute("SELECT CURRENT_USER()")
+            user = cursor.fetchone()[0]
+        log = replay.container("cf-db").logs().decode(errors="replace")
+
+    assert user == "reader@%", f"logged in as {user}"
+    assert "ERROR" not in log, f"the init_file failed on the final server:\n{log[-1500:]}"
+
+
 # A read-only root file system refuses uploads exactly as pulumi-docker would meet it.
 def test_uploads_into_a_read_only_root_are_refused_like_the_engine_does(
     engine, hand_written, run_labels

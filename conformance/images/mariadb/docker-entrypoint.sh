@@ -89,7 +89,12 @@ initialise() {
     healthcheck_password=$(pwgen --numerals --capitalize --remove-chars="'\\" -1 32)
     {
         echo "SET @@SESSION.SQL_LOG_BIN=0;"
-        echo "DELETE FROM mysql.global_priv WHERE user NOT IN ('root', 'mariadb.sys') OR host NOT IN ('localhost');"
+        # Drop only what mariadb-install-db adds beyond root@localhost, as the official image
+        # does: accounts an init_file from /etc/mysql/conf.d created on this temporary server
+        # stay whole (deleting rows from mysql.global_priv would orphan their grants, and a
+        # later CREATE USER IF NOT EXISTS for them then silently does nothing).
+        echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
+        echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname, '\\'');"
         echo "ALTER USER root@localhost $root_auth;"
         if [[ $root_host != localhost ]]; then
             echo "CREATE USER root@$(sql_string "$root_host") $root_auth;"
