@@ -194,6 +194,33 @@ def test_verify_only_checks_without_writing(rig):
     assert sorted(os.listdir(rig.volumes)) == [], "verify-only wrote a volume"
 
 
+# The runbook's verify step, with exactly the arguments the backup export hands to `restore`,
+# verifies a real backup on its own: no volume targets and no database connection are needed.
+def test_exported_verify_step_verifies_a_backup(rig):
+    from components.backup import BACKUP_PLACEHOLDER, restore_commands
+
+    rig.backup()
+    [backup] = rig.backups()
+    verify = restore_commands(
+        image="backup-image",
+        archives="archives",
+        volumes=list(VOLUME_NAMES),
+        writers=["pacs"],
+        database_container="database",
+        root_password_file="/run/root-password",
+    )["verify"]
+    arguments = [
+        str(rig.keys.identity) if a == "/run/identity" else str(backup) if a == BACKUP_PLACEHOLDER
+        else a
+        for a in verify[verify.index("backup-image") + 1 :]
+    ]  # fmt: skip
+
+    result = rig.run("restore", *arguments, env={"PATH": os.environ["PATH"]}, check=False)
+
+    assert result.returncode == 0, f"the exported verify step failed: {result.stderr}"
+    assert "verified  4 files" in result.stdout, result.stdout
+
+
 # A failing run is recorded as a failure, leaves no partial backup and keeps the last success.
 def test_failed_run_is_recorded_and_leaves_nothing_behind(rig):
     rig.backup()
