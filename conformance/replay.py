@@ -847,6 +847,35 @@ class Replay:
         attached = self.container(recorded_name).attrs["NetworkSettings"]["Networks"]
         return attached[self.engine_name(network)]["IPAddress"]
 
+    def volume_name(self, recorded_name: str) -> str:
+        """The engine's name of a recorded volume."""
+        if recorded_name not in {v.recorded_name for v in self.plan.volumes}:
+            raise KeyError(f"{recorded_name} is not a recorded volume")
+        return self.engine_name(recorded_name)
+
+    def engine_command(self, argv: Iterable[str]) -> list[str]:
+        """A docker CLI command the program exports (a restore step, say) in this run's names.
+
+        Recorded container names and volume names (alone or as the source of `NAME:/path`)
+        get the run's prefix and a recorded image reference its stand-in; the rest is kept.
+        """
+        containers = {c.recorded_name for c in self.plan.containers}
+        volumes = {v.recorded_name for v in self.plan.volumes}
+        translated = []
+        for argument in argv:
+            source, colon, rest = argument.partition(":")
+            if argument in containers or argument in volumes:
+                argument = self.engine_name(argument)
+            elif colon and source in volumes and rest.startswith("/"):
+                argument = f"{self.engine_name(source)}:{rest}"
+            else:
+                argument = next(
+                    (local for pattern, local in STAND_IN_IMAGES if pattern.search(argument)),
+                    argument,
+                )
+            translated.append(argument)
+        return translated
+
     def _restart_count(self, recorded_name: str) -> int:
         return int(self.container(recorded_name).attrs.get("RestartCount", 0))
 

@@ -1,11 +1,14 @@
 """Fixtures of the conformance suite: a running Docker engine with the stand-in images built,
-and a small way to write recordings by hand for the replay's own tests.
+stacks replayed from the program's recordings, a small way to write recordings by hand for the
+replay's own tests, and the run's summary (build/conformance/summary.json).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,20 +17,38 @@ import docker
 import pytest
 
 from conformance import build
-from conformance.replay import RUN_LABEL, remove_run
+from conformance.replay import RUN_LABEL, Replay, plan_replay, remove_run
+from conformance.report import STARTED_VARIABLE, RunReport, outcome_counts, render, save
+from tools.preview import run_program
 from tools.recording import RecordedResource, Recording
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
+REPORT = RunReport(float(os.environ.get(STARTED_VARIABLE) or time.time()))
+
+
 @pytest.fixture(scope="session")
 def engine() -> docker.DockerClient:
     """A Docker engine with every stand-in image built (installs and starts what is missing)."""
+    started = time.monotonic()
     subprocess.run([str(REPOSITORY / "conformance" / "engine.sh")], check=True)
-    build.build_all()
+    REPORT.engine_seconds = time.monotonic() - started
+    started = time.monotonic()
+    REPORT.add_images(build.build_all(), time.monotonic() - started)
     client = docker.from_env(timeout=300)
     yield client
     remove_run(client)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Writes build/conformance/summary.json and shows it on one screen (conformance runs)."""
+    if REPORT.engine_seconds == 0.0 and not REPORT.stacks:
+        return  # the engine was never needed: not a conformance run
+    document = save(REPORT.as_json(outcome_counts(terminalreporter.stats), time.time()))
+    terminalreporter.section("conformance summary")
+    for line in render(document):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -121,9 +142,18 @@ class ReplayedStack:
     Secrets (passwords, keys) are read from the recording only to act as a client would.
     """
 
-    def __init__(self, recording: Recording, replay) -> None:
+    def __init__(self, recording: Recording, replay: Replay) -> None:
         self.recording = recording
         self.replay = replay
+
+    @classmethod
+    def start(cls, recording: Recording, engine: docker.DockerClient, label: str) -> ReplayedStack:
+        """Replay `recording` and wait for it; `label` names it in the run's summary."""
+        replay = Replay(plan_replay(recording), engine)
+        started = time.monotonic()
+        replay.__enter__()
+        REPORT.add_stack(label, replay.summary(), time.monotonic() - started)
+        return cls(recording, replay)
 
     def container_inputs(self, service: str) -> Mapping[str, Any]:
         recorded_name = self.replay.by_service(service)
@@ -138,6 +168,10 @@ class ReplayedStack:
             if upload["file"] == path:
                 return upload["content"]
         raise KeyError(f"{service} gets no upload at {path}")
+
+    def environment(self, service: str) -> dict[str, str]:
+        """The service container's recorded environment."""
+        return dict(line.split("=", 1) for line in self.container_inputs(service)["envs"])
 
     def ca_pem(self) -> str:
         authorities = self.recording.of_type("tls:index/selfSignedCert:SelfSignedCert")
@@ -161,22 +195,29 @@ _REPLAYED: dict[str, ReplayedStack] = {}
 
 @pytest.fixture(scope="session")
 def replayed(engine: docker.DockerClient):
-    """Replays a stack once per session: replayed("prod") -> ReplayedStack."""
-    from conformance.replay import Replay, plan_replay
-    from tools.preview import run_program
+    """Replays a stack file once per session: replayed("prod") -> ReplayedStack."""
 
     def replay_of(stack: str) -> ReplayedStack:
         if stack not in _REPLAYED:
             recording = run_program(stack, preview=False)
-            replay = Replay(plan_replay(recording), engine)
-            _REPLAYED[stack] = ReplayedStack(recording, replay)
-            replay.__enter__()
+            _REPLAYED[stack] = ReplayedStack.start(recording, engine, stack)
         return _REPLAYED[stack]
 
     yield replay_of
     while _REPLAYED:
         _, stack = _REPLAYED.popitem()
         stack.replay.down()
+
+
+@pytest.fixture(scope="session")
+def replay_recording(engine: docker.DockerClient):
+    """Replays any recording: replay_recording(recording, label) -> ReplayedStack, running
+    until the caller calls `.replay.down()` (the session's end removes it otherwise)."""
+
+    def start(recording: Recording, label: str) -> ReplayedStack:
+        return ReplayedStack.start(recording, engine, label)
+
+    return start
 
 
 @pytest.fixture
