@@ -144,7 +144,9 @@ class RecordingMonitor(MockMonitor):
         self.recorded: list[RecordedResource] = []
         self.component_outputs: dict[str, tuple[dict[str, Any], frozenset[str]]] = {}
         self._lock = threading.Lock()
-        self._claimed: set[str] = set()
+        # URN -> set once its registration is recorded, so that a duplicate raised on another
+        # thread never races ahead of the first registration's record.
+        self._claimed: dict[str, threading.Event] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         urn = self.make_urn(request.parent, request.type, request.name)
@@ -154,9 +156,19 @@ class RecordingMonitor(MockMonitor):
 
         _ensure_event_loop()
         with self._lock:
-            if urn in self._claimed:
-                raise DuplicateUrnError(urn)
-            self._claimed.add(urn)
+            first = self._claimed.get(urn)
+            if first is None:
+                self._claimed[urn] = threading.Event()
+        if first is not None:
+            first.wait(timeout=30)
+            raise DuplicateUrnError(urn)
+        try:
+            return self._register(urn, request)
+        finally:
+            self._claimed[urn].set()
+
+    def _register(self, urn: str, request: Any) -> Any:
+        """Hand one claimed registration to the mocks and record it."""
 
         secret_inputs: set[str] = set()
         inputs = decode_wire(request.object, "", secret_inputs)
