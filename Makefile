@@ -7,7 +7,8 @@ PYTHON := $(VENV)/bin/python
 POLICY_VENV := policies/venv
 STACK ?= dev
 
-.PHONY: help venv up preview destroy test lint plan check docs conformance bench restore
+.PHONY: help venv host-packages up preview destroy test lint plan check docs conformance bench \
+	restore
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,6 +20,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+host-packages: ## the Debian packages the tests run for real (installed when root, else named)
+	scripts/host-packages.sh
 
 $(POLICY_VENV)/.installed: policies/requirements.txt
 	python3 -m venv $(POLICY_VENV)
@@ -34,7 +38,7 @@ preview: venv $(POLICY_VENV)/.installed ## pulumi preview for STACK with the pol
 destroy: venv ## pulumi destroy for STACK (prod volumes are retained)
 	scripts/pulumi-local.sh $(STACK) destroy
 
-test: venv ## unit, policy and backup tests (no Docker engine needed)
+test: venv host-packages ## unit, policy and backup tests (no Docker engine needed)
 	$(PYTHON) -m pytest -m "not conformance" tests
 
 lint: venv ## ruff format check and lint

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "backup" / "bin"
 GRANTS = REPO / "backup" / "grants.sql"
 
-# Debian packages the tests install when a binary is missing (the CI image lists them too).
+# Binaries these tests run and the Debian package of each (scripts/host-packages.sh installs them;
+# `make test` runs it first).
 PACKAGES_BY_BINARY = {
     "mariadbd": "mariadb-server",
     "mariadb-install-db": "mariadb-server",
@@ -48,23 +49,12 @@ STUDIES = 2500
 
 
 def ensure_binaries() -> None:
-    """Installs the Debian packages of any missing binary; fails the session if that fails."""
+    """Fails the test with the packages to install when a binary the backup tests run is missing."""
     missing = sorted(
         {pkg for binary, pkg in PACKAGES_BY_BINARY.items() if not shutil.which(binary)}
     )
-    if not missing:
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-    ):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"cannot install {missing} for the backup tests: {result.stderr[-2000:]}")
-    still_missing = [binary for binary in PACKAGES_BY_BINARY if not shutil.which(binary)]
-    if still_missing:
-        pytest.fail(f"binaries still missing after installing {missing}: {still_missing}")
+    if missing:
+        pytest.fail(f"missing Debian packages {missing}: run scripts/host-packages.sh (as root)")
 
 
 @dataclass(frozen=True)
