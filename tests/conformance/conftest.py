@@ -19,7 +19,6 @@ import pytest
 from conformance import build
 from conformance.replay import RUN_LABEL, Replay, plan_replay, remove_run
 from conformance.report import STARTED_VARIABLE, RunReport, outcome_counts, render, save
-from tools.preview import run_program
 from tools.recording import RecordedResource, Recording
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -145,6 +144,7 @@ class ReplayedStack:
     def __init__(self, recording: Recording, replay: Replay) -> None:
         self.recording = recording
         self.replay = replay
+        self.ca_file = ""  # the generated CA's PEM on disk, set by replay_recording
 
     @classmethod
     def start(cls, recording: Recording, engine: docker.DockerClient, label: str) -> ReplayedStack:
@@ -190,32 +190,19 @@ class ReplayedStack:
         return self.replay.address(self.replay.by_service(service))
 
 
-_REPLAYED: dict[str, ReplayedStack] = {}
-
-
 @pytest.fixture(scope="session")
-def replayed(engine: docker.DockerClient):
-    """Replays a stack file once per session: replayed("prod") -> ReplayedStack."""
-
-    def replay_of(stack: str) -> ReplayedStack:
-        if stack not in _REPLAYED:
-            recording = run_program(stack, preview=False)
-            _REPLAYED[stack] = ReplayedStack.start(recording, engine, stack)
-        return _REPLAYED[stack]
-
-    yield replay_of
-    while _REPLAYED:
-        _, stack = _REPLAYED.popitem()
-        stack.replay.down()
-
-
-@pytest.fixture(scope="session")
-def replay_recording(engine: docker.DockerClient):
-    """Replays any recording: replay_recording(recording, label) -> ReplayedStack, running
-    until the caller calls `.replay.down()` (the session's end removes it otherwise)."""
+def replay_recording(engine: docker.DockerClient, tmp_path_factory):
+    """Replays any recording: replay_recording(recording, label) -> ReplayedStack with the
+    generated CA written to `ca_file`, running until the caller calls `.replay.down()` (the
+    session's end removes it otherwise). A module replays its own stack and removes it, so
+    that no test sees another module's containers."""
 
     def start(recording: Recording, label: str) -> ReplayedStack:
-        return ReplayedStack.start(recording, engine, label)
+        stack = ReplayedStack.start(recording, engine, label)
+        ca_file = tmp_path_factory.mktemp("replayed-ca") / "ca.pem"
+        ca_file.write_text(stack.ca_pem())
+        stack.ca_file = str(ca_file)
+        return stack
 
     return start
 

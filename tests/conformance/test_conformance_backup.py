@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,13 @@ import pytest
 import yaml
 from pydicom.uid import generate_uid
 
+from conformance.clients import (
+    database_connection,
+    https_get,
+    orthanc_dicom,
+    orthanc_user,
+    storing_modality,
+)
 from conformance.dicom import sample_ct, store
 from conformance.replay import PLACEHOLDER_IMAGE, RUN_LABEL
 from tools.preview import run_program
@@ -31,9 +37,7 @@ pytestmark = pytest.mark.conformance
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 BACKUP_IMAGE = "local/backup"
-HTTPS_PORT = 8443
 DICOM_PORT = 4242
-MARIADB_PORT = 3306
 ROWS = 3000
 INSTANCES = 12
 RECIPIENTS_VARIABLE = "BACKUP_AGE_RECIPIENTS"
@@ -69,13 +73,10 @@ def prod_stack_file(test_key, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prod_like(replay_recording, prod_stack_file, tmp_path_factory):
+def prod_like(replay_recording, prod_stack_file):
     stack = replay_recording(
         run_program("prod", prod_stack_file, preview=False), "prod (backup recipient: a test key)"
     )
-    ca_file = tmp_path_factory.mktemp("prod-like-ca") / "ca.pem"
-    ca_file.write_text(stack.ca_pem())
-    stack.ca_file = str(ca_file)
     yield stack
     stack.replay.down()
 
@@ -110,20 +111,7 @@ def test_prod_like_recording_differs_from_prod_only_in_the_recipient(prod_stack_
 
 
 def _database(stack) -> pymysql.connections.Connection:
-    """The application account over TLS verified against the stack's CA."""
-    environment = stack.environment("database")
-    context = ssl.create_default_context(cafile=stack.ca_file)
-    context.check_hostname = False  # reached by address; the CA is still checked
-    return pymysql.connect(
-        host=stack.address("database"),
-        port=MARIADB_PORT,
-        user=environment["MARIADB_USER"],
-        password=stack.uploaded("database", environment["MARIADB_PASSWORD_FILE"]).strip(),
-        database=environment["MARIADB_DATABASE"],
-        ssl=context,
-        connect_timeout=10,
-        autocommit=True,
-    )
+    return database_connection(stack, tls=True, autocommit=True)
 
 
 def _seed_database(stack, rng: random.Random) -> None:
@@ -165,16 +153,7 @@ def _database_snapshot(stack) -> dict[str, tuple[int, int]]:
 
 def _pacs(stack, path: str) -> httpx.Response:
     """GET through the gateway with the generated admin credentials, verified TLS."""
-    address, port = stack.published("gateway", HTTPS_PORT)
-    host_name = stack.host_name("pacs")
-    users = json.loads(stack.uploaded("pacs", "/etc/orthanc/credentials.json"))["RegisteredUsers"]
-    with httpx.Client(verify=ssl.create_default_context(cafile=stack.ca_file), timeout=60) as c:
-        response = c.get(
-            f"https://{address}:{port}{path}",
-            headers={"Host": host_name},
-            extensions={"sni_hostname": host_name},
-            auth=("admin", users["admin"]),
-        )
+    response = https_get(stack, "pacs", path, auth=orthanc_user(stack))
     assert response.status_code == 200, f"{path} answered {response.status_code}"
     return response
 
@@ -188,14 +167,13 @@ def _pacs_snapshot(stack) -> dict[str, str]:
 
 
 def _store_studies(stack, host_address) -> None:
-    modalities = json.loads(stack.uploaded("pacs", "/etc/orthanc/dicom.json"))
-    modality = next(m for m in modalities["DicomModalities"].values() if m.get("AllowStore"))
+    modality = storing_modality(stack)
     studies = [generate_uid() for _ in range(3)]
     instances = [sample_ct(study_uid=studies[n % 3]) for n in range(INSTANCES)]
     outcome = store(
         stack.address("pacs"),
         DICOM_PORT,
-        modalities["DicomAet"],
+        orthanc_dicom(stack)["DicomAet"],
         modality["AET"],
         instances,
         source=host_address(modality["Host"]),

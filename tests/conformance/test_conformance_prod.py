@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -13,65 +12,27 @@ import httpx
 import pymysql
 import pytest
 
+from conformance.clients import database_connection as _database_connection
+from conformance.clients import handshake as _handshake
+from conformance.clients import https_get as _https
+from conformance.clients import orthanc_dicom as _modalities
+from conformance.clients import orthanc_user as _orthanc_user
 from conformance.dicom import echo, sample_ct, store
+from tools.preview import run_program
 
 pytestmark = pytest.mark.conformance
 
 DICOM_PORT = 4242
 HTTPS_PORT = 8443
 HTTP_PORT = 8080
-MARIADB_PORT = 3306
 
 
 @pytest.fixture(scope="module")
-def prod(replayed, tmp_path_factory):
-    stack = replayed("prod")
-    ca_file = tmp_path_factory.mktemp("prod-ca") / "ca.pem"
-    ca_file.write_text(stack.ca_pem())
-    stack.ca_file = str(ca_file)
-    return stack
-
-
-def _https(prod, service: str, path: str, auth=None) -> httpx.Response:
-    """GET https://<service host name><path> through the gateway's published port, verified
-    against the generated CA with the service's host name (SNI and certificate check)."""
-    address, port = prod.published("gateway", HTTPS_PORT)
-    host_name = prod.host_name(service)
-    context = ssl.create_default_context(cafile=prod.ca_file)
-    with httpx.Client(verify=context, timeout=30) as client:
-        return client.get(
-            f"https://{address}:{port}{path}",
-            headers={"Host": host_name},
-            extensions={"sni_hostname": host_name},
-            auth=auth,
-        )
-
-
-def _orthanc_user(prod, name: str = "admin") -> tuple[str, str]:
-    users = json.loads(prod.uploaded("pacs", "/etc/orthanc/credentials.json"))["RegisteredUsers"]
-    return name, users[name]
-
-
-def _modalities(prod) -> dict:
-    return json.loads(prod.uploaded("pacs", "/etc/orthanc/dicom.json"))
-
-
-def _handshake(prod, version: ssl.TLSVersion) -> str:
-    """Negotiated protocol of a handshake pinned to `version`, or the failure's text."""
-    address, port = prod.published("gateway", HTTPS_PORT)
-    context = ssl.create_default_context(cafile=prod.ca_file)
-    # Let this client offer old protocols so that a refusal can only come from the server.
-    context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    context.minimum_version = version
-    context.maximum_version = version
-    try:
-        with (
-            socket.create_connection((address, port), timeout=10) as raw,
-            context.wrap_socket(raw, server_hostname=prod.host_name("pacs")) as tls,
-        ):
-            return tls.version()
-    except (ssl.SSLError, ConnectionError) as error:
-        return f"refused: {error}"
+def prod(replay_recording):
+    """The prod stack, replayed for this module only and removed after it."""
+    stack = replay_recording(run_program("prod", preview=False), "prod")
+    yield stack
+    stack.replay.down()
 
 
 # The gateway's certificate verifies against the generated CA for the PACS host name.
@@ -205,32 +166,6 @@ def test_qido_through_gateway_finds_the_stored_study(prod, host_address):
     assert response.status_code == 200, f"QIDO-RS answered {response.status_code}"
     found = [s["0020000D"]["Value"][0] for s in response.json()]
     assert found == [instance.StudyInstanceUID], f"QIDO-RS found {found}"
-
-
-def _database_account(prod) -> tuple[str, str]:
-    environment = dict(line.split("=", 1) for line in prod.container_inputs("database")["envs"])
-    password = prod.uploaded("database", environment["MARIADB_PASSWORD_FILE"])
-    return environment["MARIADB_USER"], password.strip()
-
-
-def _database_connection(prod, tls: bool) -> pymysql.connections.Connection:
-    """The application account's connection, over TLS verified against the generated CA or,
-    with `tls` False, over plain TCP (PyMySQL otherwise upgrades to TLS on its own)."""
-    user, password = _database_account(prod)
-    options: dict = {"ssl_disabled": True}
-    if tls:
-        context = ssl.create_default_context(cafile=prod.ca_file)
-        context.check_hostname = False  # reached by address; the CA is still checked
-        options = {"ssl": context}
-    return pymysql.connect(
-        host=prod.address("database"),
-        port=MARIADB_PORT,
-        user=user,
-        password=password,
-        database=user,
-        connect_timeout=10,
-        **options,
-    )
 
 
 # MariaDB refuses the application account over plain TCP, with the password that works on TLS.
