@@ -185,7 +185,10 @@ class Platform:
                     for mount in mounts
                 ]
                 or None,
-                network_mode=networks[0].name,
+                # No network_mode: the provider would create the container on that network
+                # without aliases, and Docker then ignores the aliases networks_advanced lists
+                # for a network the container is already on. Unset, the container is created
+                # on the bridge, taken off it, and joins each zone with its aliases.
                 networks_advanced=[
                     docker.ContainerNetworksAdvancedArgs(
                         name=network.name, aliases=[*aliases, name]

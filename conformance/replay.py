@@ -122,7 +122,8 @@ class ContainerSpec:
     :param urn: the recorded resource's URN, for dependency ordering.
     :param recorded_image: the image reference the program pinned.
     :param arguments: keyword arguments for `containers.create` (networks added at run time).
-    :param attachments: networks in recorded order; the first is the network mode.
+    :param attachments: the `networksAdvanced` networks in recorded order.
+    :param network_mode: the recorded network named by `networkMode`; None for Docker's bridge.
     :param uploads: files written into the container before it starts.
     :param published: (internal port, protocol, recorded host address, recorded host port).
     :param wait_seconds: how long to wait for health after start; None when not waited for.
@@ -140,6 +141,7 @@ class ContainerSpec:
     start: bool = True
     depends_on: set[str] = field(default_factory=set)
     placeholder: bool = False
+    network_mode: str | None = None
 
 
 @dataclass
@@ -477,7 +479,10 @@ def _hosts(value: list[dict], spec: ContainerSpec, where: str, index: _Recording
 
 
 def _network_mode(value: str, spec: ContainerSpec, where: str, index: _RecordingIndex) -> None:
-    if value in ("bridge", "default") or value in index.networks:
+    if value in ("bridge", "default"):
+        return
+    if value in index.networks:
+        spec.network_mode = value
         return
     raise ReplayError(f"{where} networkMode: {value!r} cannot be replayed in isolation")
 
@@ -555,14 +560,6 @@ def _container_spec(
     if inputs.get("wait"):
         spec.wait_seconds = float(inputs.get("waitTimeout", 60))
     spec.start = inputs.get("start", True) is not False
-    mode = inputs.get("networkMode")
-    if mode in index.networks and spec.attachments and spec.attachments[0].network != mode:
-        first = next((a for a in spec.attachments if a.network == mode), None)
-        if first is None:
-            spec.attachments.insert(0, Attachment(mode, [spec.recorded_name]))
-        else:
-            spec.attachments.remove(first)
-            spec.attachments.insert(0, first)
     for dependency in resource.dependencies:
         spec.depends_on |= index.containers_below(dependency)
     spec.depends_on.discard(resource.urn)
@@ -586,6 +583,7 @@ def _placeholder(spec: ContainerSpec) -> ContainerSpec:
         spec.attachments,
         depends_on=set(),
         placeholder=True,
+        network_mode=spec.network_mode,
     )
 
 
@@ -719,14 +717,13 @@ class Replay:
     def _run(self, spec: ContainerSpec) -> None:
         where = f"container {spec.recorded_name}"
         arguments = self._engine_arguments(spec)
-        first, *others = spec.attachments or [None]
-        if first is not None:
-            arguments["network"] = self.engine_name(first.network)
-            arguments["networking_config"] = {
-                arguments["network"]: self.client.api.create_endpoint_config(
-                    aliases=first.aliases, ipv4_address=first.ipv4_address
-                )
-            }
+        # As the docker provider creates a container: on its network mode (Docker's bridge when
+        # none is set) with no endpoint settings, then, when networksAdvanced is given, off the
+        # bridge and onto each listed network with its aliases. Joining the network-mode network
+        # again keeps the endpoint made at create: aliases listed for it are lost, as after a
+        # real `pulumi up`.
+        if spec.network_mode is not None:
+            arguments["network"] = self.engine_name(spec.network_mode)
         container = self._engine(
             where,
             self.client.containers.create,
@@ -734,7 +731,10 @@ class Replay:
             **arguments,
         )
         self._containers[spec.recorded_name] = container
-        for attachment in others:
+        if spec.attachments and spec.network_mode is None:
+            bridge = self.client.networks.get("bridge")
+            self._engine(f"{where} leaving the default bridge", bridge.disconnect, container)
+        for attachment in spec.attachments:
             network = self.client.networks.get(self.engine_name(attachment.network))
             self._engine(
                 f"{where} joining {attachment.network}",

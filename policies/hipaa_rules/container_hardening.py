@@ -284,18 +284,16 @@ def validate_log_rotation(args, report_violation):
 
 
 def validate_user_networks(args, report_violation):
-    # Limitation: the provider documents networkMode as "bridge" when unset but its Check does
-    # not fill it in, so only an explicit bridge/default mode is judged here.
-    mode = str(args.props.get("networkMode", ""))
-    if not len(sequence(args.props, "networksAdvanced")):
+    # The provider creates a container on `networkMode` ("bridge" when unset) and, when
+    # `networksAdvanced` lists networks, takes it off the bridge before joining them: it stays
+    # on the default bridge only when it lists no network and keeps the bridge mode.
+    if len(sequence(args.props, "networksAdvanced")):
+        return
+    mode = str(args.props.get("networkMode", "bridge"))
+    if mode in ("bridge", "default", ""):
         report_violation(
-            f"Container '{args.name}' joins no user-defined network; attach it to its trust "
-            "zone through `networksAdvanced`."
-        )
-    elif mode in ("bridge", "default"):
-        report_violation(
-            f"Container '{args.name}' also joins the default bridge through "
-            f"`networkMode={mode}`; remove it."
+            f"Container '{args.name}' joins no user-defined network and stays on the default "
+            "bridge; attach it to its trust zone through `networksAdvanced`."
         )
 
 

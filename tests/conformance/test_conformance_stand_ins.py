@@ -198,6 +198,35 @@ def test_skipped_container_keeps_its_network_names(engine, hand_written, run_lab
     assert lookup.exit_code == 0, f"emr should resolve from the gateway: {lookup.output!r}"
 
 
+# Networks are joined as the docker provider joins them: aliases listed for the network that
+# `networkMode` names are lost (Docker keeps the endpoint made at create), those of a container
+# left on the default mode are kept, and such a container is taken off the default bridge.
+def test_networks_are_joined_as_the_provider_joins_them(engine, hand_written, run_labels):
+    network = hand_written.network("cf-clinical", "10.213.4.0/24")
+    zone = network.inputs["name"]
+    hand_written.container(
+        "cf-moded",
+        image=hand_written.image(NGINX),
+        networkMode=zone,
+        networksAdvanced=[{"name": zone, "aliases": ["moded-alias"]}],
+    )
+    hand_written.container(
+        "cf-listed",
+        image=hand_written.image(NGINX),
+        networksAdvanced=[{"name": zone, "aliases": ["listed-alias"]}],
+    )
+
+    with Replay(plan_replay(hand_written.recording), engine) as replay:
+        listed = replay.container("cf-listed")
+        lost = listed.exec_run(["getent", "hosts", "moded-alias"])
+        kept = listed.exec_run(["getent", "hosts", "listed-alias"])
+        joined = sorted(listed.attrs["NetworkSettings"]["Networks"])
+
+    assert lost.exit_code != 0, "an alias on the network-mode network resolved"
+    assert kept.exit_code == 0, f"a networksAdvanced alias did not resolve: {kept.output!r}"
+    assert joined == [replay.engine_name(zone)], f"cf-listed is on {joined}"
+
+
 # Cleanup removes every container, network and volume the run created.
 def test_cleanup_removes_everything_the_run_created(engine, hand_written):
     _database(hand_written, wait=False)

@@ -88,7 +88,6 @@ def hardened_container(service: str, **inputs: Any) -> dict[str, Any]:
         "logDriver": "local",
         "logOpts": {"max-size": "50m", "max-file": "10"},
         "healthcheck": {"tests": ["CMD", "true"], "interval": "30s", "retries": 3.0},
-        "networkMode": f"hospital-prod-{service}-zone",
         "networksAdvanced": [{"name": "hospital-prod-clinical", "aliases": [service]}],
         "labels": [{"label": "hospital.service", "value": service}],
         "user": "10001:10001",

@@ -347,8 +347,8 @@ RESOURCE_MUTATIONS = [
     (
         "container-disallow-default-bridge",
         "gateway",
-        set_key("networkMode", "bridge"),
-        "also joins the default bridge",
+        lambda p: p.update(networksAdvanced=[], networkMode="default"),
+        "joins no user-defined network",
     ),
     ("container-enable-read-only-root", "backup", drop("readOnly"), "root filesystem is writable"),
     ("container-disallow-root-user", "gateway", set_key("user", "0:0"), "runs as root"),
@@ -644,6 +644,20 @@ def test_backup_schedule_gap_is_the_longest_interval(schedule, gap):
     from policies.hipaa_rules.backup import longest_gap_hours
 
     assert longest_gap_hours(schedule) == gap, f"{schedule} leaves {gap} h at most"
+
+
+# The provider's default network mode is the bridge, which it leaves for the listed networks:
+# a zone container that keeps that default is compliant; one that lists none is not.
+def test_default_bridge_mode_passes_only_with_zone_networks(compliant):
+    resource_type, props = compliant("gateway")
+    props["networkMode"] = "bridge"
+
+    zoned = run_resource_rule("container-disallow-default-bridge", resource_type, props)
+    props["networksAdvanced"] = []
+    bridged = run_resource_rule("container-disallow-default-bridge", resource_type, props)
+
+    assert zoned.messages == [], f"bridge mode with zone networks was flagged: {zoned.messages}"
+    assert bridged.messages, "a container on the default bridge only was not flagged"
 
 
 def test_loopback_http_is_tolerated_only_when_configured(compliant):

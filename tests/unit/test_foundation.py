@@ -68,6 +68,23 @@ def test_trust_zones_match_settings(stack: str, request) -> None:
     }
 
 
+# Containers join their zones only through networksAdvanced, each with its service aliases:
+# a networkMode naming a zone would make Docker drop the aliases listed for that zone.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_containers_join_zones_with_their_aliases(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+    zones = {n.input("name") for n in recording.of_type(NETWORK)}
+
+    for container in recording.of_type("docker:index/container:Container"):
+        name = container.input("name")
+        joined = container.input("networksAdvanced")
+
+        assert container.input("networkMode") is None, f"{name} sets a network mode"
+        assert joined and {n["name"] for n in joined} <= zones, f"{name} joins {joined}"
+        for network in joined:
+            assert name in network["aliases"], f"{name} has no alias on {network['name']}"
+
+
 # Every password demands all four character classes, a safe special set, the policy length
 # and a rotation keeper; its result is secret.
 def test_passwords_meet_the_policy(prod_recording: Recording) -> None:
