@@ -21,6 +21,8 @@ ZONES = ("edge", "clinical", "data", "security")
 """The trust zones, outermost first."""
 
 CA_PRIVATE_KEY = "caPrivateKey"
+# What a problem shows in place of a value held as a secret.
+SECRET_SHOWN_AS = "[secret]"
 """The one secret setting: the private key of the hospital's own CA, read only by the PKI."""
 
 # A reference with a tag other than `latest`, or with a digest; registry host and path allowed.
@@ -88,5 +90,7 @@ class Problem:
 def _show(value: Any) -> str:
     if value is None:
         return "(missing)"
+    if value == SECRET_SHOWN_AS:
+        return SECRET_SHOWN_AS
     text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -11,7 +11,7 @@ import datetime
 import ipaddress
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -20,7 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from components.backup import BackupSettings
-from components.config_model import CA_PRIVATE_KEY, NAMESPACE, ZONES, Problem, StackModel
+from components.config_model import (
+    CA_PRIVATE_KEY,
+    NAMESPACE,
+    SECRET_SHOWN_AS,
+    ZONES,
+    Problem,
+    StackModel,
+)
 from components.database import DatabaseSettings
 from components.edr import EdrSettings
 from components.emr import EmrSettings
@@ -184,10 +191,12 @@ class SettingsError(pulumi.RunError):
 def load_settings(config: pulumi.Config | None = None) -> Settings:
     """Read and validate the `hospital:` namespace of the current stack."""
     config = config or pulumi.Config(NAMESPACE)
-    raw = {key: _read(config, key) for key in _stack_keys(NAMESPACE) if key != CA_PRIVATE_KEY}
+    keys = [key for key in _stack_keys(NAMESPACE) if key != CA_PRIVATE_KEY]
+    raw = {key: _read(config, key) for key in keys}
+    secret = frozenset(k for k in keys if pulumi.runtime.is_config_secret(f"{NAMESPACE}:{k}"))
     has_ca_key = config.get_secret(CA_PRIVATE_KEY) is not None
     source = f"stack configuration of '{pulumi.get_stack()}'"
-    return validate_settings(raw, has_own_ca_key=has_ca_key, source=source)
+    return validate_settings(raw, has_own_ca_key=has_ca_key, source=source, secret_keys=secret)
 
 
 def validate_settings(
@@ -195,8 +204,13 @@ def validate_settings(
     *,
     has_own_ca_key: bool = False,
     source: str = "stack configuration",
+    secret_keys: frozenset[str] = frozenset(),
 ) -> Settings:
-    """Validate raw top-level values keyed by their stack key (without the namespace)."""
+    """Validate raw top-level values keyed by their stack key (without the namespace).
+
+    `secret_keys` are the top-level keys the stack holds as secrets (`secure:` values, which
+    make the whole key secret): a problem under one of them never shows its value.
+    """
     problems: list[Problem] = []
     sections: dict[str, Any] = {}
     by_key = {field.alias or name: name for name, field in Settings.model_fields.items()}
@@ -222,8 +236,17 @@ def validate_settings(
             problems.extend(rule.check(sections, has_own_ca_key))
 
     if problems:
-        raise SettingsError(problems, source)
+        raise SettingsError([_without_secrets(p, secret_keys) for p in problems], source)
     return Settings(**sections, has_own_ca_key=has_own_ca_key)
+
+
+def _without_secrets(problem: Problem, secret_keys: frozenset[str]) -> Problem:
+    """The problem with its value hidden when it lies under a secret key or looks like a key."""
+    top_level = problem.key.removeprefix(f"{NAMESPACE}:").split(".", 1)[0].split("[", 1)[0]
+    looks_secret = "PRIVATE KEY" in json.dumps(problem.value, default=str)
+    if problem.value is not None and (top_level in secret_keys or looks_secret):
+        return replace(problem, value=SECRET_SHOWN_AS)
+    return problem
 
 
 def _section_adapter(name: str) -> TypeAdapter:
@@ -280,7 +303,7 @@ def _own_ca_has_key(s: dict[str, Any], has_own_ca_key: bool) -> Iterable[Problem
     if (s["pki"].ca_certificate is not None) != has_own_ca_key:
         yield Problem(
             f"{NAMESPACE}:{CA_PRIVATE_KEY}",
-            "[secret]" if has_own_ca_key else None,
+            SECRET_SHOWN_AS if has_own_ca_key else None,
             "the hospital CA needs both pki.caCertificate and the secret caPrivateKey "
             "(set it with `pulumi config set --secret hospital:caPrivateKey < key.pem`)",
         )
@@ -349,7 +372,9 @@ def _problems_from(section: str, error: ValidationError) -> Iterable[Problem]:
         rule = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "extra_forbidden":
             rule = "is not a known setting"
-        yield Problem(f"{NAMESPACE}:{path}", detail.get("input"), rule)
+        # A missing field's "input" is the section around it, not a value of the field.
+        value = None if detail["type"] == "missing" else detail.get("input")
+        yield Problem(f"{NAMESPACE}:{path}", value, rule)
 
 
 def _is_key(part: Any) -> bool:

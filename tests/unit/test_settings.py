@@ -214,6 +214,61 @@ def test_bad_stack_value_names_key_and_rule_and_creates_nothing(
     assert created == [], f"a bad stack file still registered {created}"
 
 
+SECRET_CASES = [
+    # (where the secret sits in the stack file, the key the problem names)
+    ("dbPassword", "hospital:dbPassword"),
+    ("database.rootPassword", "hospital:database.rootPassword"),
+    ("credentials.length", "hospital:credentials.length"),
+]
+
+
+# A value held as a secret (`secure:` in the stack file) is never shown in a settings problem,
+# whether its key is unknown, nested under a section or of the wrong type.
+@pytest.mark.parametrize(("where", "key"), SECRET_CASES, ids=[c[0] for c in SECRET_CASES])
+def test_settings_problems_never_show_a_secret_value(tmp_path: Path, where: str, key: str) -> None:
+    plaintext = "Secret-Value-77"
+    document = copy.deepcopy(stack_document("prod"))
+    set_key(where, {"secure": "AAAA"})(document)
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+    secrets_file = tmp_path / "secrets.yaml"
+    secrets_file.write_text(yaml.safe_dump({f"hospital:{where}": plaintext}))
+
+    with pytest.raises(PreviewFailed) as failure:
+        run_program("prod", stack_file, secrets_file=secrets_file)
+
+    named = [p for p in failure.value.error.problems if p.key == key]
+    assert named, f"no problem names {key}: {failure.value.problems}"
+    assert plaintext not in str(failure.value), f"the secret reached the message: {failure.value}"
+    assert all(str(p).startswith(f"{key} = [secret]:") for p in named), named
+
+
+# A private key pasted into a plain setting is not repeated back either.
+def test_a_private_key_in_a_plain_setting_is_not_shown(own_ca: tuple[str, str]) -> None:
+    raw = {key.split(":", 1)[1]: value for key, value in stack_document("prod")["config"].items()}
+    raw["pki"] = {**raw["pki"], "caPrivateKey": own_ca[1]}
+
+    with pytest.raises(SettingsError) as failure:
+        validate_settings(raw)
+
+    assert [str(p) for p in failure.value.problems] == [
+        "hospital:pki.caPrivateKey = [secret]: is not a known setting"
+    ]
+
+
+# A missing field is reported as missing, not by repeating the section around it.
+def test_missing_nested_field_is_reported_as_missing() -> None:
+    raw = {key.split(":", 1)[1]: value for key, value in stack_document("prod")["config"].items()}
+    raw["network"] = {k: v for k, v in raw["network"].items() if k != "security"}
+
+    with pytest.raises(SettingsError) as failure:
+        validate_settings(raw)
+
+    assert [str(p) for p in failure.value.problems] == [
+        "hospital:network.security = (missing): Field required"
+    ]
+
+
 # Every problem is reported in one go, not one per run.
 def test_all_problems_are_reported_together() -> None:
     raw = {key.split(":", 1)[1]: value for key, value in stack_document("prod")["config"].items()}
