@@ -60,6 +60,11 @@ ARTIFACTS_DIR = "/custom_artifacts/"
 """The only directory the image's generated config lists in artifact_definitions_directories."""
 INITIALIZE_ARTIFACT = "Container.InitializeServer"
 BINARY = "/bin/velociraptor"
+FRONTEND_BIND_PORT = 8000
+GUI_BIND_PORT = 8889
+"""The ports the generated config binds inside the container: the image's variables for the
+frontend and GUI ports only go into the URLs (`Client.server_urls`, `GUI.public_url`), so they
+name the host ports the frontend and the GUI are reached on, never the bound ones."""
 METRICS_URL = "http://127.0.0.1:8003/metrics"
 """Velociraptor's monitoring endpoint, bound to loopback by the generated config."""
 SERVER_CERTIFICATE_NAME = "VelociraptorServer"
@@ -77,8 +82,13 @@ class EdrSettings(StackModel):
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 1024
-    frontend_port: Port = 8000
-    gui_port: Port = 8889
+    frontend_port: Port = Field(
+        default=8000, description="host port on addresses.agents (the server binds 8000)"
+    )
+    gui_port: Port = Field(
+        default=8889,
+        description="gateway port on addresses.management for the GUI (the server binds 8889)",
+    )
     probe_period_seconds: Annotated[int, Field(ge=30, le=3600)] = Field(
         default=300, description="seconds between two health probes of the web interfaces"
     )
@@ -166,7 +176,6 @@ class Edr(pulumi.ComponentResource):
                 artifact_defaults(
                     watched_sites=watched_sites,
                     probe_period_seconds=edr.probe_period_seconds,
-                    frontend_port=edr.frontend_port,
                     root_ca_pem=ca_pem,
                     allowed_aets=[modality.aet for modality in settings.pacs.modalities.values()],
                     log_volumes=log_volumes,
@@ -205,7 +214,7 @@ class Edr(pulumi.ComponentResource):
                 Publish(
                     address=str(settings.addresses.agents),
                     host_port=edr.frontend_port,
-                    container_port=edr.frontend_port,
+                    container_port=FRONTEND_BIND_PORT,
                     purpose="EDR frontend for enrolled agents",
                 )
             ],
@@ -229,7 +238,7 @@ class Edr(pulumi.ComponentResource):
             service=SERVICE,
             host_name=settings.host_name(SERVICE),
             upstream_host=ALIAS,
-            upstream_port=edr.gui_port,
+            upstream_port=GUI_BIND_PORT,
             zone="security",
             listen_address=str(settings.addresses.management),
             listen_port=edr.gui_port,
@@ -239,7 +248,9 @@ class Edr(pulumi.ComponentResource):
         self.frontend_url = f"https://{settings.addresses.agents}:{edr.frontend_port}/"
 
         today = datetime.date.today()
-        self.certificate = server_certificate(edr, settings.pki.early_renewal_days)
+        self.certificate = server_certificate(
+            edr, settings.pki.early_renewal_days, str(settings.addresses.agents)
+        )
         for warning in certificate_warnings(self.certificate, today, settings.is_prod):
             pulumi.log.warn(f"edr: {warning}", self)
 
@@ -284,7 +295,9 @@ def server_environment(
     return environment
 
 
-def server_certificate(edr: EdrSettings, early_renewal_days: int) -> dict[str, Any]:
+def server_certificate(
+    edr: EdrSettings, early_renewal_days: int, agents_address: str
+) -> dict[str, Any]:
     """When the server certificate expires, from the issue date recorded in the stack.
 
     The server generates its certificate at its first start, inside the container, so no
@@ -300,7 +313,7 @@ def server_certificate(edr: EdrSettings, early_renewal_days: int) -> dict[str, A
         "notAfter": None,
         "renewFrom": None,
         "status": "unrecorded",
-        "check": check_command(edr.frontend_port),
+        "check": check_command(agents_address, edr.frontend_port),
         "watchedBy": "Hospital.Server.CertificateExpiry",
     }
     if edr.certificate_issued is None:
@@ -340,9 +353,13 @@ def certificate_warnings(
     return []
 
 
-def check_command(frontend_port: int) -> str:
-    """A shell command, run on the Docker host, that prints the server certificate's expiry."""
-    return f"curl -sk https://127.0.0.1:{frontend_port}/server.pem | openssl x509 -noout -enddate"
+def check_command(agents_address: str, frontend_port: int) -> str:
+    """A shell command, run on the Docker host, that prints the server certificate's expiry from
+    the frontend where the agents reach it (the only address it is published on)."""
+    return (
+        f"curl -sk https://{agents_address}:{frontend_port}/server.pem "
+        "| openssl x509 -noout -enddate"
+    )
 
 
 # Limitation: agents are installed on the hosts, not run as a container of the stack. A container
@@ -422,7 +439,6 @@ def artifact_defaults(
     *,
     watched_sites: Sequence[WebSite],
     probe_period_seconds: int,
-    frontend_port: int,
     root_ca_pem: str,
     allowed_aets: Sequence[str],
     log_volumes: Mapping[str, str],
@@ -445,7 +461,7 @@ def artifact_defaults(
             "RootCA": root_ca_pem,
         },
         "Hospital.Server.CertificateExpiry": {
-            "ServerPemUrl": f"https://127.0.0.1:{frontend_port}/server.pem",
+            "ServerPemUrl": f"https://127.0.0.1:{FRONTEND_BIND_PORT}/server.pem",
         },
         "Hospital.Client.DicomTraffic": {"AllowedCallingAets": allowed_callers},
         "Hospital.Client.FailedLogins": {"LogGlobs": log_globs},

@@ -13,6 +13,8 @@ import yaml
 
 from components.edr import (
     ARTIFACTS_SOURCE,
+    FRONTEND_BIND_PORT,
+    GUI_BIND_PORT,
     IMAGE_DEFAULT_PASSWORD,
     IMAGE_VARIABLES,
     INITIALIZE_ARTIFACT,
@@ -296,9 +298,33 @@ def test_only_the_frontend_is_published_on_the_agents_address(stack: str, reques
     ports = edr_container(recording).input("ports")
 
     assert [(p["ip"], p["external"], p["internal"]) for p in ports] == [
-        (agents, edr["frontendPort"], edr["frontendPort"])
+        (agents, edr["frontendPort"], FRONTEND_BIND_PORT)
     ], f"the EDR container publishes {ports}"
-    assert all(p["internal"] != edr["guiPort"] for p in ports), "the GUI port is published"
+    assert all(p["internal"] != GUI_BIND_PORT for p in ports), "the GUI port is published"
+
+
+# Other frontend and GUI ports move only the host side: the server still binds 8000 and 8889
+# (the image's port variables only go into the URLs agents and browsers use), so the published
+# port and the gateway's upstream point at the bound ports and the URLs at the chosen ones.
+def test_chosen_ports_move_the_host_side_only(tmp_path: Path) -> None:
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    document["config"]["hospital:edr"].update(frontendPort=9443, guiPort=9889)
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    recording = run_program("prod", stack_file)
+
+    container = edr_container(recording)
+    environment = dict(line.split("=", 1) for line in container.input("envs"))
+    gateway = next(c for c in recording.of_type(CONTAINER) if c.input("name").endswith("gateway"))
+    nginx_conf = next(u["content"] for u in gateway.input("uploads") if u["file"].endswith(".conf"))
+    assert [(p["external"], p["internal"]) for p in container.input("ports")] == [(9443, 8000)]
+    assert (environment["VELOCIRAPTOR_FRONTEND_PORT"], environment["VELOCIRAPTOR_GUI_PORT"]) == (
+        "9443",
+        "9889",
+    )
+    assert f"velociraptor:{GUI_BIND_PORT}" in nginx_conf, "the gateway must reach the bound port"
+    assert recording.export("edr")["guiUrl"].endswith(":9889/"), recording.export("edr")["guiUrl"]
 
 
 # The GUI is served by the gateway on the management address, and by nothing on other addresses.
@@ -546,7 +572,6 @@ def test_allowed_aets_match_exactly() -> None:
     defaults = artifact_defaults(
         watched_sites=[],
         probe_period_seconds=300,
-        frontend_port=8000,
         root_ca_pem="",
         allowed_aets=["CT1", "MR.1", "READ ING"],
         log_volumes={},
@@ -595,7 +620,6 @@ def test_service_probes_use_the_public_urls() -> None:
     defaults = artifact_defaults(
         watched_sites=[site],
         probe_period_seconds=120,
-        frontend_port=8000,
         root_ca_pem="PEM",
         allowed_aets=[],
         log_volumes={"pacs": "hospital-x-pacs-logs"},
@@ -615,7 +639,7 @@ def test_service_probes_use_the_public_urls() -> None:
 def test_certificate_expiry_follows_the_recorded_issue_date() -> None:
     edr = EdrSettings(certificate_issued=datetime.date(2026, 1, 10))
 
-    described = server_certificate(edr, early_renewal_days=30)
+    described = server_certificate(edr, early_renewal_days=30, agents_address="10.40.0.10")
 
     assert described["notAfter"] == "2027-01-10"
     assert described["renewFrom"] == "2026-12-11"
@@ -634,7 +658,7 @@ def test_certificate_expiry_follows_the_recorded_issue_date() -> None:
     ],
 )
 def test_certificate_warnings(issued, today, is_prod: bool, warned: str | None) -> None:
-    certificate = server_certificate(EdrSettings(certificate_issued=issued), 30)
+    certificate = server_certificate(EdrSettings(certificate_issued=issued), 30, "10.40.0.10")
 
     warnings = certificate_warnings(certificate, today, is_prod)
 
