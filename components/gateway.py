@@ -259,11 +259,15 @@ def render_nginx_conf(
         # HTTP/1.1 with an empty Connection header keeps upstream connections open for reuse.
         "    proxy_http_version 1.1;",
         '    proxy_set_header Connection "";',
-        "    proxy_set_header Host $host;",
+        # The Host the browser sent, port included: the services build their links from it,
+        # and Velociraptor's CSRF check compares it with the Origin of every GUI request, which
+        # carries the port whenever the site is not on 443.
+        "    proxy_set_header Host $http_host;",
         "    proxy_set_header X-Real-IP $remote_addr;",
         "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         "    proxy_set_header X-Forwarded-Proto https;",
-        '    proxy_set_header Forwarded "proto=https;host=$host";',
+        # RFC 7239 wants a host with a port as a quoted string.
+        """    proxy_set_header Forwarded 'proto=https;host="$http_host"';""",
         "    proxy_read_timeout 300s;",
         "    proxy_send_timeout 300s;",
         # Large buffers so a DICOM instance of a few MB passes with few system calls.

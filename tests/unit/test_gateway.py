@@ -186,6 +186,16 @@ def test_upstreams_keep_connections_alive(prod_recording: Recording) -> None:
     assert "proxy_http_version 1.1;" in conf and 'proxy_set_header Connection "";' in conf
 
 
+# Upstreams get the Host the browser sent, port included (the EDR GUI on its own port would
+# otherwise fail Velociraptor's Origin check), and RFC 7239's quoted host in Forwarded.
+def test_upstreams_get_the_browsers_host_with_its_port(prod_recording: Recording) -> None:
+    conf = uploaded_conf(prod_recording)
+
+    assert "proxy_set_header Host $http_host;" in conf, "Host must keep the port"
+    assert """proxy_set_header Forwarded 'proto=https;host="$http_host"';""" in conf
+    assert "$host;" not in conf, "a header drops the port the browser used"
+
+
 # The pinned nginx 1.28 gets `http2 on` and re-resolving upstreams; an older nginx the forms
 # it understands.
 def test_directives_follow_the_nginx_version() -> None:
