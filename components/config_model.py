@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "hospital"
@@ -59,10 +59,17 @@ def _pinned(reference: str) -> str:
 PinnedImage = Annotated[str, AfterValidator(_pinned)]
 """An image reference pinned to a tag (not `latest`) or a digest."""
 
-MemoryMb = Annotated[int, Field(ge=64, le=65536)]
+def _not_a_boolean(value: Any) -> Any:
+    # pydantic reads true/false as 1/0 for an integer; a port or a size is never a yes/no.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+MemoryMb = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=64, le=65536)]
 """A container memory limit in MiB."""
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1, le=65535)]
 """A TCP port number."""
 
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]

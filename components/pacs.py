@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -49,6 +50,9 @@ ADMIN_ACCOUNT = "pacs-admin"
 VIEWER_ACCOUNT = "pacs-emr-viewer"
 PROBE_ACCOUNT = "pacs-probe"
 USER_NAMES = {ADMIN_ACCOUNT: "admin", VIEWER_ACCOUNT: "openemr", PROBE_ACCOUNT: "health-probe"}
+# Limitation: without Orthanc's authorization plugin (which needs an external authorization
+# service) every registered user has the full REST API, deletion included; the viewer and probe
+# accounts are separate only so that each can be rotated and audited on its own.
 
 # Performance settings, each with the reason it is set (all kept in prod and dev alike).
 # DCMTK, Orthanc's DICOM toolkit, reads TCP_NODELAY from the environment; without it every
@@ -124,6 +128,10 @@ ORTHANC_KEYS: Mapping[str, str] = {
 }
 
 
+DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){DNS_LABEL}(\.{DNS_LABEL})*\.?")
+
+
 class ModalitySettings(StackModel):
     """One DICOM peer: its AE title, where it listens and what it may ask of the PACS."""
 
@@ -142,6 +150,8 @@ class ModalitySettings(StackModel):
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
+            if not HOST_NAME.fullmatch(host):
+                raise ValueError("must be the modality's IP address or DNS host name") from None
             return host
         if address.is_unspecified:
             raise ValueError("must be the modality's own address, not 0.0.0.0")

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import pulumi
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
@@ -194,22 +195,32 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
     keys = [key for key in _stack_keys(NAMESPACE) if key != CA_PRIVATE_KEY]
     raw = {key: _read(config, key) for key in keys}
     secret = frozenset(k for k in keys if pulumi.runtime.is_config_secret(f"{NAMESPACE}:{k}"))
-    has_ca_key = config.get_secret(CA_PRIVATE_KEY) is not None
+    # Read in plain text only to check it against the CA certificate; it is never shown.
+    ca_key = config.get(CA_PRIVATE_KEY)
     source = f"stack configuration of '{pulumi.get_stack()}'"
-    return validate_settings(raw, has_own_ca_key=has_ca_key, source=source, secret_keys=secret)
+    return validate_settings(
+        raw,
+        has_own_ca_key=ca_key is not None,
+        own_ca_key_pem=ca_key,
+        source=source,
+        secret_keys=secret,
+    )
 
 
 def validate_settings(
     raw: Mapping[str, Any],
     *,
     has_own_ca_key: bool = False,
+    own_ca_key_pem: str | None = None,
     source: str = "stack configuration",
     secret_keys: frozenset[str] = frozenset(),
 ) -> Settings:
     """Validate raw top-level values keyed by their stack key (without the namespace).
 
-    `secret_keys` are the top-level keys the stack holds as secrets (`secure:` values, which
-    make the whole key secret): a problem under one of them never shows its value.
+    `has_own_ca_key` tells whether the secret `caPrivateKey` is set; `own_ca_key_pem`, when
+    given, is its PEM, checked against `pki.caCertificate`. `secret_keys` are the top-level
+    keys the stack holds as secrets (`secure:` values, which make the whole key secret): a
+    problem under one of them never shows its value.
     """
     problems: list[Problem] = []
     sections: dict[str, Any] = {}
@@ -234,6 +245,9 @@ def validate_settings(
     for rule in CROSS_SECTION_RULES:
         if all(section in sections for section in rule.sections):
             problems.extend(rule.check(sections, has_own_ca_key))
+    own_ca = sections["pki"].ca_certificate if "pki" in sections else None
+    if own_ca is not None and own_ca_key_pem is not None:
+        problems.extend(_own_ca_key_problems(own_ca, own_ca_key_pem))
 
     if problems:
         raise SettingsError([_without_secrets(p, secret_keys) for p in problems], source)
@@ -309,6 +323,41 @@ def _own_ca_has_key(s: dict[str, Any], has_own_ca_key: bool) -> Iterable[Problem
         )
 
 
+def _own_ca_key_problems(certificate_pem: str, key_pem: str) -> Iterable[Problem]:
+    """The hospital CA's key must open and belong to its certificate (never shown)."""
+    key_rule = f"{NAMESPACE}:{CA_PRIVATE_KEY}"
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError):
+        yield Problem(key_rule, SECRET_SHOWN_AS, "must be one unencrypted PEM private key")
+        return
+    certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if key.public_key().public_bytes(encoding, public) != certificate.public_key().public_bytes(
+        encoding, public
+    ):
+        yield Problem(key_rule, SECRET_SHOWN_AS, "does not belong to pki.caCertificate")
+
+
+def _pki_lifetimes(s: dict[str, Any], _: bool) -> Iterable[Problem]:
+    pki = s["pki"]
+    if pki.early_renewal_days >= pki.certificate_validity_days:
+        yield Problem(
+            f"{NAMESPACE}:pki.earlyRenewalDays",
+            pki.early_renewal_days,
+            f"must be shorter than pki.certificateValidityDays ({pki.certificate_validity_days}),"
+            " or every update would renew every certificate",
+        )
+    if pki.ca_certificate is None and pki.ca_validity_days <= pki.certificate_validity_days:
+        yield Problem(
+            f"{NAMESPACE}:pki.caValidityDays",
+            pki.ca_validity_days,
+            "must be longer than pki.certificateValidityDays "
+            f"({pki.certificate_validity_days}), or certificates outlive the CA that signed them",
+        )
+
+
 def _published_ports_distinct(s: dict[str, Any], _: bool) -> Iterable[Problem]:
     addresses, seen = s["addresses"], {}
     published = [
@@ -346,6 +395,7 @@ CROSS_SECTION_RULES = (
     CrossSectionRule(("environment", "addresses"), _prod_binds_explicitly),
     CrossSectionRule(("environment", "credentials"), _password_length),
     CrossSectionRule(("pki",), _own_ca_has_key),
+    CrossSectionRule(("pki",), _pki_lifetimes),
     CrossSectionRule(("addresses", "gateway", "pacs", "edr"), _published_ports_distinct),
     CrossSectionRule(("environment", "backup"), _prod_backup),
 )

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.settings import SettingsError, validate_settings
 from tools.preview import PreviewFailed, run_program
@@ -50,6 +52,25 @@ def drop_key(key: str) -> Callable[[dict], None]:
 
 BAD_INPUTS = [
     # (stack, mutation, key the message must name, words of the rule)
+    ("prod", set_key("gateway.httpsPort", True), "hospital:gateway.httpsPort", "not true or false"),
+    (
+        "prod",
+        set_key("pacs.modalities.CT1.host", "10.40.1.0/24"),
+        "hospital:pacs.modalities.CT1.host",
+        "IP address or DNS host name",
+    ),
+    (
+        "dev",
+        set_key("pki.earlyRenewalDays", 120),
+        "hospital:pki.earlyRenewalDays",
+        "must be shorter than pki.certificateValidityDays",
+    ),
+    (
+        "prod",
+        lambda d: section(d, "pki").update(caValidityDays=365, certificateValidityDays=397),
+        "hospital:pki.caValidityDays",
+        "certificates outlive the CA",
+    ),
     ("prod", set_key("environment", "staging"), "hospital:environment", "'dev' or 'prod'"),
     ("prod", drop_key("domain"), "hospital:domain", "is required"),
     ("prod", set_key("domain", "Not A Domain"), "hospital:domain", "should match pattern"),
@@ -297,6 +318,35 @@ def test_own_ca_requires_its_private_key(own_ca_pem: str) -> None:
 
     assert [p.key for p in failure.value.problems] == ["hospital:caPrivateKey"]
     assert validate_settings(raw, has_own_ca_key=True).pki.ca_certificate == own_ca_pem.strip()
+
+
+# The hospital CA's key must be a readable PEM key of that very CA; it is never shown.
+def test_own_ca_key_must_belong_to_the_certificate(own_ca: tuple[str, str]) -> None:
+    raw = {key.split(":", 1)[1]: value for key, value in stack_document("prod")["config"].items()}
+    raw["pki"] = {**raw["pki"], "caCertificate": own_ca[0]}
+    other_key = (
+        ec.generate_private_key(ec.SECP384R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+    outcomes = {}
+    for label, key in (("other", other_key), ("garbage", "not a key"), ("own", own_ca[1])):
+        try:
+            validate_settings(raw, has_own_ca_key=True, own_ca_key_pem=key)
+            outcomes[label] = "accepted"
+        except SettingsError as error:
+            outcomes[label] = [str(problem) for problem in error.problems]
+
+    assert outcomes == {
+        "other": ["hospital:caPrivateKey = [secret]: does not belong to pki.caCertificate"],
+        "garbage": ["hospital:caPrivateKey = [secret]: must be one unencrypted PEM private key"],
+        "own": "accepted",
+    }
 
 
 # A CA with a weak key is refused even when the hospital supplies it.
