@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import (
+from backup_rig import (
     BACKUP_PASSWORD,
     BIN,
     DATABASES,

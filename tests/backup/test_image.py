@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from conftest import BIN, DATABASES, database_snapshot, seed_sql
+from backup_rig import BIN, DATABASES, database_snapshot, seed_sql
 
 pytestmark = pytest.mark.conformance
 
