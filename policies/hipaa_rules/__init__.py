@@ -15,10 +15,12 @@ from . import (
     credentials,
     images,
     pki,
+    services,
     topology,
 )
 
 POLICIES = [
+    *services.POLICIES,
     *credentials.POLICIES,
     *container_exposure.POLICIES,
     *pki.POLICIES,
@@ -67,6 +69,7 @@ CHECKLIST = (
             "privatekey-enforce-key-strength",
             "certificate-configure-validity",
             "certificate-enforce-allowed-uses",
+            "container-enforce-service-identity",
         ),
     ),
     ChecklistItem(
@@ -79,6 +82,7 @@ CHECKLIST = (
             "container-disallow-default-bridge",
             "stack-disallow-edge-to-data-path",
             "stack-disallow-overlapping-zones",
+            "container-enforce-service-identity",
         ),
     ),
     ChecklistItem(
@@ -90,7 +94,11 @@ CHECKLIST = (
     ChecklistItem("Configure log rotation", ("container-configure-log-rotation",)),
     ChecklistItem(
         "Enable audit logging",
-        ("container-enable-audit-logging", "stack-missing-intrusion-detection"),
+        (
+            "container-enable-audit-logging",
+            "stack-missing-intrusion-detection",
+            "container-enforce-service-identity",
+        ),
     ),
     ChecklistItem(
         "Set up monitoring alerts",

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pulumi_policy import Severity
 
 from .framework import STACK, citation_suffix, schema, setting, stack_policy
-from .inputs import known_items, sequence
+from .inputs import every_item, sequence
 
 TRAINING = "164.308(a)(5)(i)"
 RISK_ANALYSIS = "164.308(a)(1)(ii)(A)"
@@ -73,12 +73,15 @@ ATTESTATION_SCHEMA = schema(
 
 
 def recorded_attestations(args) -> list[Mapping]:
-    """Attestations from the Stack resource's `attestations` output, else the pack config."""
+    """Attestations from the Stack resource's `attestations` output, else the pack config.
+
+    Every entry is read: an unknown one may be the attestation an item lacks.
+    """
     for resource in args.resources:
         if resource.resource_type == STACK and "attestations" in resource.props:
             return [
                 entry
-                for entry in known_items(sequence(resource.props, "attestations"))
+                for entry in every_item(sequence(resource.props, "attestations"))
                 if isinstance(entry, Mapping)
             ]
     return list(setting(args, ATTESTATION_SCHEMA, "attestations"))
@@ -91,29 +94,36 @@ def attested_on(entry: Mapping) -> date | None:
         return None
 
 
+def complete(entry: Mapping) -> bool:
+    """An entry with a readable date, a signer and evidence."""
+    return attested_on(entry) is not None and bool(entry.get("by")) and bool(entry.get("evidence"))
+
+
 def assess(entries, default_age: int, item_ages: Mapping, today: date) -> dict[str, str]:
     """Status of every attestation item named in `entries` or known to the pack.
 
-    `attested`, `missing`, `expired (N days)`, `future-dated`; `incomplete` entries (no date,
-    signer or evidence) count as absent.
+    `attested`, `missing`, `expired (N days)`, `future-dated`. The newest complete entry dated
+    today or earlier decides; a future-dated entry never hides it, and decides only when it is
+    an item's sole complete entry. Incomplete entries (no date, signer or evidence) count as
+    absent.
     """
     newest: dict[str, date] = {}
+    future: set[str] = set()
     for entry in entries:
-        when = attested_on(entry)
-        if when is None or not entry.get("by") or not entry.get("evidence"):
+        if not complete(entry):
             continue
-        item = str(entry.get("item"))
-        newest[item] = max(when, newest.get(item, when))
+        item, when = str(entry.get("item")), attested_on(entry)
+        if when > today:
+            future.add(item)
+        else:
+            newest[item] = max(when, newest.get(item, when))
     status = {}
-    for item in (*ITEMS, *EXTRA_ITEMS, *newest):
+    for item in (*ITEMS, *EXTRA_ITEMS, *newest, *future):
         when = newest.get(item)
-        age = (today - when).days if when else None
         if when is None:
-            status[item] = "missing"
-        elif when > today:
-            status[item] = "future-dated"
-        elif age > item_ages.get(item, default_age):
-            status[item] = f"expired ({age} days)"
+            status[item] = "future-dated" if item in future else "missing"
+        elif (today - when).days > item_ages.get(item, default_age):
+            status[item] = f"expired ({(today - when).days} days)"
         else:
             status[item] = "attested"
     return status
@@ -125,18 +135,24 @@ def cite(item: str) -> str:
 
 def validate_attestations(args, report_violation):
     entries = recorded_attestations(args)
+    today = datetime.now(UTC).date()
     for entry in entries:
-        if attested_on(entry) is None or not entry.get("by") or not entry.get("evidence"):
-            item = str(entry.get("item"))
+        item = str(entry.get("item"))
+        if not complete(entry):
             report_violation(
                 f"Attestation '{item}' lacks a date, a signer or evidence; complete it in "
                 f"`hospital:attestations`. {cite(item)}"
+            )
+        elif attested_on(entry) > today:
+            report_violation(
+                f"Attestation '{item}' is future-dated; record the date the control was "
+                f"actually performed. {cite(item)}"
             )
     status = assess(
         entries,
         setting(args, ATTESTATION_SCHEMA, "maximumAgeDays"),
         setting(args, ATTESTATION_SCHEMA, "itemMaximumAgeDays"),
-        datetime.now(UTC).date(),
+        today,
     )
     for item in setting(args, ATTESTATION_SCHEMA, "requiredItems"):
         if status[item] == "missing":
@@ -144,6 +160,8 @@ def validate_attestations(args, report_violation):
                 f"No attestation for '{item}'; record who signed it off, when, and the "
                 f"evidence in `hospital:attestations`. {cite(item)}"
             )
+        elif status[item] == "future-dated":
+            continue  # its entry was reported above; no current one stands in for it
         elif status[item] != "attested":
             report_violation(
                 f"Attestation '{item}' is {status[item]}; repeat the control and record it "

@@ -4,6 +4,7 @@ How the backup job declares itself lives in `backup_job()` alone, so a change to
 backup container's contract is one edit here.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import pairwise
@@ -16,6 +17,7 @@ from .inputs import (
     SERVICE_LABEL,
     environment,
     every_item,
+    image_references,
     label,
     sequence,
     service,
@@ -27,16 +29,32 @@ RECOVERY_PLAN = "164.308(a)(7)(ii)(B)"
 ENCRYPTION = "164.312(a)(2)(iv)"
 
 BACKED_UP_CLASSES = {"phi", "config"}
+# The scheduler's cron (backup/lib/backup-common.sh), copied because the pack imports nothing
+# from the program; a test holds this copy, components/cron.py and the scheduler to one answer.
 CRON_MACROS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
 }
-CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+CRON_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (lowest, highest, names standing for lowest, lowest + 1, ...) of each field in order.
+CRON_FIELDS = (
+    (0, 59, ()),
+    (0, 23, ()),
+    (1, 31, ()),
+    (1, 12, CRON_MONTHS),
+    (0, 7, CRON_WEEKDAYS),
+)
+CRON_NUMBER = re.compile(r"[0-9]{1,2}")
+CRON_BLANKS = re.compile(r"[ \t\n]+")
+# Gaps are measured over four years from this day, so every leap-day case is in the window.
+GAP_WINDOW_START = date(2025, 1, 1)
+GAP_WINDOW_DAYS = 4 * 366 + 1
 
 
 @dataclass(frozen=True)
@@ -49,9 +67,12 @@ class BackupJob:
     mounts: dict[str, bool]  # volume name -> mounted read-only
 
 
-def backup_job(props) -> BackupJob | None:
-    """The backup job a container runs, None when it is not the backup service."""
-    if service(props) != "backup":
+def backup_job(props, image_names=None) -> BackupJob | None:
+    """The backup job a container runs, None when it is not the backup service.
+
+    `image_names` (image id -> reference) lets a stack rule recognise an unlabelled job's image.
+    """
+    if service(props, image_names) != "backup":
         return None
     variables = environment(props, complete=True)
     recipient_files = [
@@ -79,58 +100,72 @@ def backup_job(props) -> BackupJob | None:
     )
 
 
-def cron_values(field: str, low: int, high: int) -> set[int]:
+class RareScheduleError(ValueError):
+    """A readable schedule that runs fewer than twice in the gap window."""
+
+
+def cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> int:
+    """One value of a field: one or two digits, or a name where the field has names."""
+    if text.lower() in names:
+        return names.index(text.lower()) + low
+    if not CRON_NUMBER.fullmatch(text) or not low <= int(text) <= high:
+        raise ValueError(text)
+    return int(text)
+
+
+def cron_values(field: str, low: int, high: int, names: tuple[str, ...] = ()) -> set[int]:
     """The values one cron field selects; ValueError when it cannot be read."""
     values: set[int] = set()
     for part in field.split(","):
-        span, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
+        span, slash, step_text = part.partition("/")
+        step = 1
+        if slash:
+            if not CRON_NUMBER.fullmatch(step_text) or not 1 <= int(step_text) <= high:
+                raise ValueError(field)
+            step = int(step_text)
         if span == "*":
             first, last = low, high
         elif "-" in span:
-            first, last = (int(bound) for bound in span.split("-", 1))
+            first, last = (cron_value(bound, low, high, names) for bound in span.split("-", 1))
         else:
-            first = int(span)
-            last = high if step_text else first
-        if not low <= first <= last <= high or step < 1:
+            first = cron_value(span, low, high, names)
+            last = high if slash else first
+        if first > last:
             raise ValueError(field)
         values.update(range(first, last + 1, step))
     return values
 
 
 def longest_gap_hours(expression: str) -> float:
-    """The longest time between two runs of a five-field cron schedule, over two years."""
-    fields = CRON_MACROS.get(expression.strip(), expression).split()
+    """The longest time without a run of a cron schedule over the four-year window, counting
+    the stretches before its first and after its last run. Vixie cron's day rule: when either
+    day field starts with `*` both must match, otherwise either may. RareScheduleError when it
+    runs fewer than twice, ValueError when it cannot be read."""
+    fields = CRON_BLANKS.split(CRON_MACROS.get(expression, expression).strip(" \t\n"))
     if len(fields) != 5:
         raise ValueError(expression)
     selected = [
-        cron_values(field, *bounds) for field, bounds in zip(fields, CRON_RANGES, strict=True)
+        cron_values(field, *bounds) for field, bounds in zip(fields, CRON_FIELDS, strict=True)
     ]
     minutes, hours, days, months, weekdays = selected
     weekdays = {day % 7 for day in weekdays}
-    day_limited, weekday_limited = fields[2] != "*", fields[4] != "*"
+    either_day = not fields[2].startswith("*") and not fields[4].startswith("*")
     times = sorted(hour * 60 + minute for hour in hours for minute in minutes)
-    start = date(2025, 1, 1)
     run_days = []
-    for offset in range(731):
-        day = start + timedelta(days=offset)
+    for offset in range(GAP_WINDOW_DAYS):
+        day = GAP_WINDOW_START + timedelta(days=offset)
         on_day, on_weekday = day.day in days, day.isoweekday() % 7 in weekdays
-        matches = on_day or on_weekday if day_limited and weekday_limited else on_day and on_weekday
+        matches = on_day or on_weekday if either_day else on_day and on_weekday
         if day.month in months and matches:
             run_days.append(offset)
-    if not run_days:
-        raise ValueError(expression)
-    gap = max((later - earlier for earlier, later in pairwise(times)), default=0)
-    for earlier, later in pairwise(run_days):
-        gap = max(gap, (later - earlier) * 1440 - times[-1] + times[0])
-    return gap / 60
-
-
-def schedule_gap_hours(schedule: str) -> float | None:
-    try:
-        return longest_gap_hours(schedule)
-    except ValueError:
-        return None
+    if len(run_days) * len(times) < 2:
+        raise RareScheduleError(len(run_days) * len(times))
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    gaps += [
+        (later - earlier) * 1440 - times[-1] + times[0] for earlier, later in pairwise(run_days)
+    ]
+    gaps += [run_days[0] * 1440 + times[0], (GAP_WINDOW_DAYS - run_days[-1]) * 1440 - times[-1]]
+    return max(gaps) / 60
 
 
 def validate_backup_encryption(args, report_violation):
@@ -154,7 +189,16 @@ def validate_backup_schedule(args, report_violation):
     if job is None:
         args.not_applicable("not the backup job")
     ceiling = setting(args, SCHEDULE_SCHEMA, "maximumRpoHours")
-    gap = schedule_gap_hours(job.schedule) if job.schedule else None
+    try:
+        gap = longest_gap_hours(job.schedule) if job.schedule else None
+    except RareScheduleError as rare:
+        report_violation(
+            f"Backup job '{args.name}' has a BACKUP_SCHEDULE that runs {rare.args[0]} time(s) in "
+            "four years, so nothing bounds the time between backups; schedule it at least daily."
+        )
+        return
+    except ValueError:
+        gap = None
     if gap is None:
         report_violation(
             f"Backup job '{args.name}' has no readable BACKUP_SCHEDULE; give it a five-field "
@@ -182,8 +226,9 @@ COVERAGE_SCHEMA = schema(
 
 
 def validate_backup_coverage(args, report_violation):
+    images = image_references(args.resources)
     jobs = [
-        (resource, backup_job(resource.props))
+        (resource, backup_job(resource.props, images))
         for resource in args.resources
         if resource.resource_type == CONTAINER
     ]

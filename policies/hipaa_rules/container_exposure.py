@@ -15,7 +15,9 @@ from .inputs import (
     environment,
     host_address,
     host_port,
+    host_port_text,
     is_loopback,
+    published_port_count,
     published_ports,
     service,
     uploads_text,
@@ -50,12 +52,12 @@ def validate_bound_addresses(args, report_violation):
         address = host_address(port)
         if address in ANY_ADDRESS:
             report_violation(
-                f"Container '{args.name}' publishes port {host_port(port)} on every host "
+                f"Container '{args.name}' publishes {host_port_text(port)} on every host "
                 "interface; set `ports[].ip` to the interface that should serve it."
             )
         elif allowed and address not in allowed:
             report_violation(
-                f"Container '{args.name}' publishes port {host_port(port)} on {address}, "
+                f"Container '{args.name}' publishes {host_port_text(port)} on {address}, "
                 "which is not an allowed host address."
             )
 
@@ -74,7 +76,7 @@ def validate_privileged_ports(args, report_violation):
     allowed = setting(args, PRIVILEGED_PORTS_SCHEMA, "allowedPrivilegedPorts")
     for port in published_ports(args.props):
         number = host_port(port)
-        if 0 < number < 1024 and number not in allowed:
+        if number is not None and number < 1024 and number not in allowed:
             report_violation(
                 f"Container '{args.name}' publishes privileged host port {number}; use a port "
                 "of 1024 or above, or allow it in the pack config."
@@ -97,19 +99,21 @@ def validate_published_services(args, report_violation):
             f"Container '{args.name}' publishes every exposed port; remove `publishAllPorts` "
             "and list the ports it needs."
         )
+    count = published_port_count(args.props)
+    if not count:
+        return
     name = service(args.props)
-    ports = published_ports(args.props)
-    if ports and name not in setting(args, PUBLISHING_SCHEMA, "publishingServices"):
+    if name not in setting(args, PUBLISHING_SCHEMA, "publishingServices"):
         report_violation(
-            f"Container '{args.name}' ({name or 'unknown service'}) publishes "
-            f"{len(ports)} port(s) but is not an edge service; reach it through the gateway."
+            f"Container '{args.name}' ({name or 'unidentified service'}) publishes {count} "
+            "port(s) but is not an edge service; reach it through the gateway."
         )
 
 
 def validate_database_unpublished(args, report_violation):
     if service(args.props) != "database":
         args.not_applicable("not the database")
-    if published_ports(args.props) or args.props.get("publishAllPorts", False):
+    if published_port_count(args.props) or args.props.get("publishAllPorts", False):
         report_violation(
             f"Database container '{args.name}' publishes ports on the host; remove `ports` so "
             "only the data zone can reach it."
@@ -134,21 +138,24 @@ WEB_TLS_SCHEMA = schema(
 def validate_web_tls(args, report_violation):
     plain = setting(args, WEB_TLS_SCHEMA, "plainHttpPorts")
     loopback_ok = setting(args, WEB_TLS_SCHEMA, "allowLoopbackHttp")
+    exposed = [
+        port
+        for port in published_ports(args.props)
+        if int(port.get("internal", 0)) in plain
+        and not (loopback_ok and is_loopback(host_address(port)))
+    ]
+    if not exposed:
+        return
     gateway_config = ""
     if service(args.props) == "gateway":
         gateway_config = "\n".join(text for _, text in uploads_text(args.props, ".conf"))
-    for port in published_ports(args.props):
-        internal = int(port.get("internal", 0))
-        if internal not in plain:
-            continue
-        if loopback_ok and is_loopback(host_address(port)):
-            continue
+    for port in exposed:
+        internal = int(port["internal"])
         if gateway_config and redirects_only(gateway_config, internal):
             continue  # an HTTP listener that only redirects to HTTPS carries no PHI
         report_violation(
-            f"Container '{args.name}' publishes plain HTTP (container port "
-            f"{int(port['internal'])}) on host port {host_port(port)}; serve it through the TLS "
-            "gateway instead."
+            f"Container '{args.name}' publishes plain HTTP (container port {internal}) on "
+            f"{host_port_text(port)} of the host; serve it through the TLS gateway instead."
         )
 
 

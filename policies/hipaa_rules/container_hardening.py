@@ -6,8 +6,8 @@ readOnly false, networkMode "bridge"), so a key left out is judged as the engine
 
 from pulumi_policy import Severity
 
-from .framework import CONTAINER, resource_policy, schema, setting
-from .inputs import every_item, known_items, mapping, sequence, service
+from .framework import CONTAINER, VOLUME, resource_policy, schema, setting
+from .inputs import every_item, known_items, mapping, require_known, sequence, service
 
 ACCESS_CONTROL = "164.312(a)(1)"
 INTEGRITY = "164.312(c)(1)"
@@ -30,21 +30,55 @@ NO_NEW_PRIVILEGES_OPTIONS = {
     "no-new-privileges=true",
 }
 SOCKET_SUFFIXES = ("docker.sock", "containerd.sock", "podman.sock")
+# Mount options of the local volume driver that make a named volume a bind of `device`.
+BIND_OPTIONS = {"bind", "rbind"}
 # `local` rotates on its own; the others ship logs to a collector that keeps and rotates them.
 ROTATING_DRIVERS = {"local", "journald", "syslog", "fluentd", "gelf", "awslogs", "splunk"}
 SIZE_UNITS = {"k": 1 / 1024, "m": 1, "g": 1024}
 
 
+def bind_device(driver: str, options) -> str | None:
+    """The host path a volume of `driver` with `options` (driverOpts) binds, None when it binds
+    none: the local driver with `o` holding bind or rbind mounts `device` from the host."""
+    if driver != "local":
+        return None  # a plugin's options mean what the plugin says, not host paths
+    mount_options = {option.strip() for option in str(options.get("o", "")).split(",")}
+    if not mount_options & BIND_OPTIONS or not options.get("device"):
+        return None
+    return str(options["device"])
+
+
 def host_paths(props) -> list[str]:
-    """Host paths a container binds: `volumes[].hostPath` and bind `mounts[].source`."""
+    """Host paths a container binds: `volumes[].hostPath`, bind `mounts[].source`, and the
+    device of a volume mount whose `volumeOptions` bind a host path.
+
+    Named volumes (`volumeName`, a volume mount's `source`) are judged as Volume resources.
+    """
     paths = []
     for volume in known_items(sequence(props, "volumes")):
         if volume.get("hostPath"):
             paths.append(str(volume["hostPath"]))
     for mount in known_items(sequence(props, "mounts")):
-        if mount.get("type", "volume") == "bind" and mount.get("source"):
+        kind = mount.get("type", "volume")
+        if kind == "bind" and mount.get("source"):
             paths.append(str(mount["source"]))
+        options = mapping(mount, "volumeOptions")
+        device = bind_device(
+            str(options.get("driverName", "local")), mapping(options, "driverOptions")
+        )
+        if kind == "volume" and device:
+            paths.append(device)
     return paths
+
+
+def is_runtime_socket(path: str) -> bool:
+    return path.rstrip("/").endswith(SOCKET_SUFFIXES)
+
+
+def is_sensitive(path: str, sensitive: list[str]) -> bool:
+    """True for the host root and for `sensitive` directories and anything below them."""
+    clean = "/" + path.strip("/")
+    return clean == "/" or any(clean == root or clean.startswith(root + "/") for root in sensitive)
 
 
 def capability(name: str) -> str:
@@ -86,31 +120,37 @@ CAPABILITIES_SCHEMA = schema(
 
 def validate_capabilities(args, report_violation):
     capabilities = mapping(args.props, "capabilities")
-    drops = {capability(name) for name in every_item(sequence(capabilities, "drops"))}
-    if "ALL" not in drops:
+    drops = sequence(capabilities, "drops")
+    if "ALL" not in {capability(name) for name in known_items(drops)}:
+        require_known(drops)
         report_violation(
             f"Container '{args.name}' keeps the default capability set; set "
             "`capabilities.drops=['ALL']` and add back only what it needs."
         )
-    exceptions = setting(args, CAPABILITIES_SCHEMA, "serviceCapabilities")
     allowed = {
-        capability(name)
-        for name in [
-            *setting(args, CAPABILITIES_SCHEMA, "allowedCapabilities"),
-            *exceptions.get(service(args.props) or "", []),
-        ]
+        capability(name) for name in setting(args, CAPABILITIES_SCHEMA, "allowedCapabilities")
     }
-    for name in known_items(sequence(capabilities, "adds")):
-        if capability(name) not in allowed:
+    extra = [
+        capability(name)
+        for name in known_items(sequence(capabilities, "adds"))
+        if capability(name) not in allowed
+    ]
+    if not extra:
+        return
+    exceptions = setting(args, CAPABILITIES_SCHEMA, "serviceCapabilities")
+    reviewed = {capability(name) for name in exceptions.get(service(args.props) or "", [])}
+    for name in extra:
+        if name not in reviewed:
             report_violation(
-                f"Container '{args.name}' adds capability {capability(name)}, which is not in "
-                "the allowed list; remove it or allow it in the pack config."
+                f"Container '{args.name}' adds capability {name}, which is not in the allowed "
+                "list; remove it or allow it in the pack config."
             )
 
 
 def validate_no_new_privileges(args, report_violation):
-    options = {str(option) for option in every_item(sequence(args.props, "securityOpts"))}
-    if not options & NO_NEW_PRIVILEGES_OPTIONS:
+    options = sequence(args.props, "securityOpts")
+    if not {str(option) for option in known_items(options)} & NO_NEW_PRIVILEGES_OPTIONS:
+        require_known(options)
         report_violation(
             f"Container '{args.name}' lets processes gain privileges; add "
             "`no-new-privileges:true` to `securityOpts`."
@@ -128,7 +168,7 @@ def validate_confinement(args, report_violation):
 
 def validate_docker_socket(args, report_violation):
     for path in host_paths(args.props):
-        if path.rstrip("/").endswith(SOCKET_SUFFIXES):
+        if is_runtime_socket(path):
             report_violation(
                 f"Container '{args.name}' mounts the container runtime socket {path}; whoever "
                 "controls the container controls the host. Remove the mount."
@@ -160,20 +200,44 @@ SENSITIVE_PATHS_SCHEMA = schema(
 def validate_sensitive_paths(args, report_violation):
     sensitive = setting(args, SENSITIVE_PATHS_SCHEMA, "sensitivePaths")
     for path in host_paths(args.props):
-        clean = "/" + path.strip("/")
-        if clean == "/" or any(clean == root or clean.startswith(root + "/") for root in sensitive):
+        if is_sensitive(path, sensitive):
             report_violation(
                 f"Container '{args.name}' binds the sensitive host path {path}; use a named "
                 "volume or a narrower directory."
             )
 
 
+def validate_volume_host_path(args, report_violation):
+    # A named volume of the local driver with `driverOpts` {type: none, o: bind, device: PATH}
+    # is PATH on the host: every container mounting the volume binds PATH.
+    path = bind_device(str(args.props.get("driver", "local")), mapping(args.props, "driverOpts"))
+    if path is None:
+        return
+    if is_runtime_socket(path):
+        report_violation(
+            f"Volume '{args.name}' binds the container runtime socket {path} "
+            "(`driverOpts.device`); whoever controls a container mounting it controls the host. "
+            "Remove the driver options."
+        )
+    elif is_sensitive(path, setting(args, SENSITIVE_PATHS_SCHEMA, "sensitivePaths")):
+        report_violation(
+            f"Volume '{args.name}' binds the sensitive host path {path} (`driverOpts.device`); "
+            "bind a dedicated directory outside it, or drop the driver options."
+        )
+
+
 def validate_host_namespaces(args, report_violation):
     for key in HOST_NAMESPACE_INPUTS:
-        if str(args.props.get(key, "")) == "host":
+        mode = str(args.props.get(key, ""))
+        if mode == "host":
             report_violation(
                 f"Container '{args.name}' shares the host's namespace through `{key}=host`; "
                 "remove it."
+            )
+        elif mode.startswith("container:"):
+            report_violation(
+                f"Container '{args.name}' joins another container's namespace through "
+                f"`{key}=container:...`; remove it so each container keeps its own."
             )
 
 
@@ -227,8 +291,9 @@ def validate_restart(args, report_violation):
 
 
 def validate_healthcheck(args, report_violation):
+    # Every word is read: the first decides whether the check is disabled (NONE).
     tests = [
-        str(word) for word in known_items(sequence(mapping(args.props, "healthcheck"), "tests"))
+        str(word) for word in every_item(sequence(mapping(args.props, "healthcheck"), "tests"))
     ]
     if not tests or tests[0].upper() == "NONE":
         report_violation(
@@ -408,14 +473,28 @@ POLICIES = [
         config_schema=SENSITIVE_PATHS_SCHEMA,
     ),
     resource_policy(
+        name="volume-disallow-sensitive-host-paths",
+        description="No volume binds the host root, a sensitive directory or the runtime socket.",
+        validate=validate_volume_host_path,
+        resource_types=[VOLUME],
+        severity=Severity.CRITICAL,
+        citations=[ACCESS_CONTROL, INTEGRITY],
+        cis=["5.6", "5.32"],
+        remediation="Leave `driverOpts` unset so Docker manages the volume, or bind a dedicated "
+        "directory such as /srv/hospital/backups (`hospital:backup.hostPath`).",
+        config_schema=SENSITIVE_PATHS_SCHEMA,
+    ),
+    resource_policy(
         name="container-disallow-host-namespaces",
-        description="Containers share neither the host network, PID, IPC nor user namespace.",
+        description="Containers share no network, PID, IPC or user namespace with the host or "
+        "another container.",
         validate=validate_host_namespaces,
         resource_types=[CONTAINER],
         severity=Severity.HIGH,
         citations=[ACCESS_CONTROL],
         cis=["5.10", "5.16", "5.17", "5.31"],
-        remediation="Remove `networkMode`, `pidMode`, `ipcMode` or `usernsMode` set to host.",
+        remediation="Remove `networkMode`, `pidMode`, `ipcMode` or `usernsMode` set to host or "
+        "to `container:<id>`.",
     ),
     resource_policy(
         name="container-configure-memory-limit",

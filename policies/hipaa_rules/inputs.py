@@ -4,24 +4,30 @@ Values may be runtime proxies (Mappings, Sequences) whose unknown entries raise
 UnknownValueError when read; these readers never assume plain dicts or lists.
 """
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy.proxy import UnknownValueError
+
+from .framework import BUILT_IMAGE, REMOTE_IMAGE
 
 SERVICE_LABEL = "hospital.service"
 ZONE_LABEL = "hospital.zone"
 DATA_CLASS_LABEL = "hospital.data-class"
 
-# Image repositories that identify a service when a container carries no service label.
-SERVICE_IMAGES = {
+# Image names (the last path segment, without tag or digest) that identify a service when a
+# container carries no service label; `hospital-backup` is the image the backup job builds.
+IMAGE_SERVICES = {
     "mariadb": "database",
     "mysql": "database",
     "openemr": "emr",
     "orthanc": "pacs",
+    "orthanc-plugins": "pacs",
     "nginx": "gateway",
+    "nginx-unprivileged": "gateway",
     "velociraptor": "edr",
-    "backup": "backup",
+    "velociraptor-server": "edr",
+    "hospital-backup": "backup",
 }
 
 ANY_ADDRESS = {"0.0.0.0", "::", ""}
@@ -60,23 +66,72 @@ def every_item(items: Sequence[Any]) -> list[Any]:
 
 
 def label(props: Mapping[str, Any], key: str) -> str | None:
-    """The value of a Docker label (`labels: [{label, value}]`), None when absent."""
-    for entry in known_items(sequence(props, "labels")):
+    """The value of a Docker label (`labels: [{label, value}]`), None when absent or empty.
+
+    A known entry for `key` decides; otherwise an unknown entry raises UnknownValueError, as it
+    might be that label.
+    """
+    entries = sequence(props, "labels")
+    pending: UnknownValueError | None = None
+    for index in range(len(entries)):
+        try:
+            entry = entries[index]
+        except UnknownValueError as error:
+            pending = error
+            continue
         if isinstance(entry, Mapping) and entry.get("label") == key:
-            return str(entry.get("value"))
+            value = entry.get("value")
+            return str(value) if value else None
+    if pending is not None:
+        raise pending
     return None
 
 
-def service(props: Mapping[str, Any], image_reference: str = "") -> str | None:
-    """The hospital service a container runs: its label, else a guess from the image."""
+def require_known(items: Sequence[Any]) -> None:
+    """Raise UnknownValueError when any element of a list is unknown.
+
+    A rule whose demand the known elements do not meet calls this before reporting: an
+    unknown element might be the one it asks for.
+    """
+    every_item(items)
+
+
+def image_service(reference: str) -> str | None:
+    """The service an image reference (`registry/owner/name:tag@digest`) is recognised as."""
+    path = reference.split("@", 1)[0]
+    name = path.rsplit("/", 1)[-1].split(":", 1)[0]
+    return IMAGE_SERVICES.get(name.lower())
+
+
+def service(props: Mapping[str, Any], image_names: Mapping[str, str] | None = None) -> str | None:
+    """The hospital service a container runs: its `hospital.service` label, else its image.
+
+    A container's `image` input is usually an image id (`sha256:...`), which names nothing;
+    stack rules pass `image_names` (id -> reference, from `image_references`) to resolve it.
+    None when neither identifies the service; UnknownValueError when the label or the image
+    that would decide it is unknown.
+    """
     labelled = label(props, SERVICE_LABEL)
     if labelled:
         return labelled
-    repository = image_reference.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
-    for fragment, name in SERVICE_IMAGES.items():
-        if fragment in repository:
-            return name
-    return None
+    image = str(props.get("image", ""))
+    return image_service((image_names or {}).get(image, image))
+
+
+def image_references(resources: Iterable[Any]) -> dict[str, str]:
+    """Image id or digest -> the reference it was pulled or built as, from the stack's image
+    resources (RemoteImage `name`, Image `imageName`); unknown outputs are left out."""
+    references: dict[str, str] = {}
+    for resource in resources:
+        key = {REMOTE_IMAGE: "name", BUILT_IMAGE: "imageName"}.get(resource.resource_type)
+        if key is None:
+            continue
+        for output in (key, "imageId", "repoDigest"):
+            try:
+                references[str(resource.props[output])] = str(resource.props[key])
+            except (KeyError, UnknownValueError):
+                continue
+    return references
 
 
 def environment(props: Mapping[str, Any], complete: bool = False) -> dict[str, str]:
@@ -93,8 +148,13 @@ def environment(props: Mapping[str, Any], complete: bool = False) -> dict[str, s
 
 
 def published_ports(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The `ports` entries; each publishes `internal` on the host at `ip:external`."""
+    """The known `ports` entries; each publishes `internal` on the host at `ip:external`."""
     return [port for port in known_items(sequence(props, "ports")) if isinstance(port, Mapping)]
+
+
+def published_port_count(props: Mapping[str, Any]) -> int:
+    """How many ports a container publishes; an entry not known yet still publishes one."""
+    return len(sequence(props, "ports"))
 
 
 def host_address(port: Mapping[str, Any]) -> str:
@@ -102,9 +162,17 @@ def host_address(port: Mapping[str, Any]) -> str:
     return str(port.get("ip", "0.0.0.0"))
 
 
-def host_port(port: Mapping[str, Any]) -> int:
-    """The host-side port number; Docker picks the internal number when none is given."""
-    return int(port.get("external", port.get("internal", 0)))
+def host_port(port: Mapping[str, Any]) -> int | None:
+    """The host-side port number; None when `external` is absent (or 0): Docker then
+    publishes on an ephemeral port it picks (32768 and up by default), never below 1024."""
+    number = int(port.get("external", 0))
+    return number or None
+
+
+def host_port_text(port: Mapping[str, Any]) -> str:
+    """How a message names the host side of a published port: `port 443`, `an ephemeral port`."""
+    number = host_port(port)
+    return f"port {number}" if number else "an ephemeral port"
 
 
 def is_loopback(address: str) -> bool:

@@ -10,7 +10,7 @@ from .framework import (
     schema,
     setting,
 )
-from .inputs import known_items, sequence
+from .inputs import known_items, require_known, sequence
 
 ENCRYPTION = "164.312(a)(2)(iv)"
 TRANSMISSION_ENCRYPTION = "164.312(e)(2)(ii)"
@@ -80,25 +80,29 @@ def validate_certificate_validity(args, report_violation):
         )
 
 
-LEAF_USES = {"server_auth", "client_auth", "digital_signature", "key_encipherment"}
+TLS_USES = {"server_auth", "client_auth"}
 
 
 def validate_certificate_uses(args, report_violation):
-    uses = {str(use) for use in known_items(sequence(args.props, "allowedUses"))}
+    # The forbidden use is judged on the known uses; a missing one only once every use is known.
+    listed = sequence(args.props, "allowedUses")
+    uses = {str(use) for use in known_items(listed)}
     is_ca = bool(args.props.get("isCaCertificate", False))
+    if not is_ca and "cert_signing" in uses:
+        report_violation(
+            f"Leaf certificate '{args.name}' may sign certificates; remove `cert_signing`."
+        )
     if is_ca and "cert_signing" not in uses:
+        require_known(listed)
         report_violation(
             f"CA certificate '{args.name}' cannot sign certificates; add `cert_signing` to "
             "`allowedUses`."
         )
-    if not is_ca and not uses & {"server_auth", "client_auth"}:
+    if not is_ca and not uses & TLS_USES:
+        require_known(listed)
         report_violation(
             f"Certificate '{args.name}' allows neither server_auth nor client_auth; list the "
             "TLS role it serves in `allowedUses`."
-        )
-    if not is_ca and "cert_signing" in uses:
-        report_violation(
-            f"Leaf certificate '{args.name}' may sign certificates; remove `cert_signing`."
         )
 
 

@@ -11,6 +11,7 @@ from .framework import CONTAINER, NETWORK, schema, setting, stack_policy
 from .inputs import (
     ZONE_LABEL,
     every_item,
+    image_references,
     known_items,
     label,
     mapping,
@@ -110,7 +111,8 @@ EDR_SCHEMA = schema(
 
 def validate_intrusion_detection(args, report_violation):
     wanted = setting(args, EDR_SCHEMA, "edrServices")
-    servers = [c for c in containers(args.resources) if service(c.props) in wanted]
+    images = image_references(args.resources)
+    servers = [c for c in containers(args.resources) if service(c.props, images) in wanted]
     if not servers:
         report_violation(
             "The stack runs no intrusion detection server; deploy the EDR service "

@@ -89,7 +89,10 @@ def hardened_container(service: str, **inputs: Any) -> dict[str, Any]:
         "logOpts": {"max-size": "50m", "max-file": "10"},
         "healthcheck": {"tests": ["CMD", "true"], "interval": "30s", "retries": 3.0},
         "networksAdvanced": [{"name": "hospital-prod-clinical", "aliases": [service]}],
-        "labels": [{"label": "hospital.service", "value": service}],
+        "labels": [
+            {"label": "hospital.service", "value": service},
+            {"label": "hospital.stack", "value": "prod"},
+        ],
         "user": "10001:10001",
     }
     props.update(inputs)
@@ -229,6 +232,13 @@ def remote_image() -> dict[str, Any]:
     return {"name": "mariadb:11.4.8", "keepLocally": True}
 
 
+def bound_volume() -> dict[str, Any]:
+    """The backup destination bound to a dedicated host directory, as `hostPath` makes it."""
+    props = volume("backup", "archives", "backup")
+    props["driverOpts"] = {"type": "none", "o": "bind", "device": "/srv/hospital/backups"}
+    return props
+
+
 # kind -> (type token, builder)
 COMPLIANT = {
     "gateway": (CONTAINER, gateway),
@@ -241,6 +251,7 @@ COMPLIANT = {
     "ca": ("tls:index/selfSignedCert:SelfSignedCert", ca_certificate),
     "leaf": ("tls:index/locallySignedCert:LocallySignedCert", leaf_certificate),
     "image": ("docker:index/remoteImage:RemoteImage", remote_image),
+    "volume": (VOLUME, bound_volume),
 }
 
 

@@ -18,7 +18,7 @@ from tools.check import PackConfig, PackConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = re.compile(
-    r"^(container|stack|randompassword|privatekey|certificate|image)-"
+    r"^(container|volume|stack|randompassword|privatekey|certificate|image)-"
     r"(missing|disallow|enable|disable|configure|enforce)-[a-z0-9]+(-[a-z0-9]+)*$"
 )
 CITATION = re.compile(r"^164\.3\d\d\([a-z]\)(\(\d+\))?(\([a-z]+\))?(\([A-Z]\))?$")
@@ -41,6 +41,7 @@ CIS_NUMBERS = {
     "image-disallow-floating-tag": {"5.28"},
     "container-disallow-default-bridge": {"5.30"},
     "container-disallow-docker-socket": {"5.32"},
+    "volume-disallow-sensitive-host-paths": {"5.6", "5.32"},
     "container-disallow-root-user": {"4.1"},
     "container-configure-log-rotation": {"2.13"},
 }

@@ -4,6 +4,7 @@ behaves as the engine does when a value it reads is unknown during preview."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -79,6 +80,13 @@ def add_volume(**volume: Any) -> Mutation:
 
 def add_port(**port: Any) -> Mutation:
     return lambda props: props.setdefault("ports", []).append(port)
+
+
+def add_volume_mount(device: str, target: str) -> Mutation:
+    """A volume mount whose driver options bind `device` from the host."""
+    options = {"driverOptions": {"type": "none", "o": "bind", "device": device}}
+    mount = {"type": "volume", "target": target, "volumeOptions": options}
+    return lambda props: props.setdefault("mounts", []).append(mount)
 
 
 # (rule, fixture kind, mutation, fragment the message must contain)
@@ -197,7 +205,7 @@ RESOURCE_MUTATIONS = [
         "container-enforce-tls-on-web-ports",
         "gateway",
         set_key("ports.0.internal", 80.0),
-        "publishes plain HTTP (container port 80) on host port 443",
+        "publishes plain HTTP (container port 80) on port 443 of the host",
     ),
     (
         "container-enforce-gateway-tls",
@@ -317,6 +325,60 @@ RESOURCE_MUTATIONS = [
         "binds the sensitive host path /etc",
     ),
     ("container-disallow-host-namespaces", "edr", set_key("pidMode", "host"), "`pidMode=host`"),
+    (
+        "container-disallow-host-namespaces",
+        "edr",
+        set_key("networkMode", "container:4f1c2a"),
+        "joins another container's namespace through `networkMode=container:...`",
+    ),
+    (
+        "container-disallow-host-namespaces",
+        "edr",
+        set_key("ipcMode", "container:hospital-prod-emr"),
+        "`ipcMode=container:...`",
+    ),
+    (
+        "container-disallow-docker-socket",
+        "edr",
+        add_volume_mount("/var/run/docker.sock", "/var/run/docker.sock"),
+        "mounts the container runtime socket",
+    ),
+    (
+        "container-disallow-sensitive-host-paths",
+        "edr",
+        add_volume_mount("/etc", "/host/etc"),
+        "binds the sensitive host path /etc",
+    ),
+    (
+        "volume-disallow-sensitive-host-paths",
+        "volume",
+        set_key("driverOpts.device", "/var/run"),
+        "binds the sensitive host path /var/run",
+    ),
+    (
+        "volume-disallow-sensitive-host-paths",
+        "volume",
+        set_key("driverOpts.device", "/var/run/docker.sock"),
+        "binds the container runtime socket",
+    ),
+    (
+        "volume-disallow-sensitive-host-paths",
+        "volume",
+        lambda p: p["driverOpts"].update(o="rbind,ro", device="/"),
+        "binds the sensitive host path /",
+    ),
+    (
+        "container-enforce-service-identity",
+        "database",
+        drop("labels"),
+        "has no `hospital.service` label and an image the pack does not recognise",
+    ),
+    (
+        "container-enforce-service-identity",
+        "database",
+        set_key("labels.0.value", "databse"),
+        "is labelled service 'databse', which no rule knows",
+    ),
     ("container-configure-memory-limit", "gateway", drop("memory"), "has no memory limit"),
     ("container-configure-restart-policy", "gateway", drop("restart"), "has restart policy 'no'"),
     (
@@ -498,12 +560,6 @@ def test_stack_rule_catches_mutated_stack(rule, mutation, fragment, stack):
     )
 
 
-def test_every_rule_has_a_mutation_that_it_catches():
-    covered = {rule for rule, *_ in RESOURCE_MUTATIONS} | {rule for rule, *_ in STACK_MUTATIONS}
-
-    assert set(RULES) <= covered, f"rules without a mutated fixture: {set(RULES) - covered}"
-
-
 def test_every_message_ends_with_its_hipaa_citation(compliant):
     resource_type, props = compliant("gateway")
     props["privileged"] = True
@@ -567,6 +623,36 @@ UNKNOWN_CASES = [
     ("container-disallow-unconfined-profiles", "gateway", "securityOpts.0", "pass"),
     ("container-disallow-sensitive-host-paths", "database", "volumes.0", "pass"),
     ("container-enable-read-only-root", "gateway", "image", "pass"),
+    ("certificate-enforce-allowed-uses", "leaf", "allowedUses.0", "diagnostic"),
+    ("certificate-enforce-allowed-uses", "leaf", "allowedUses.1", "pass"),
+    ("certificate-enforce-allowed-uses", "ca", "isCaCertificate", "diagnostic"),
+    ("container-configure-log-rotation", "gateway", "logDriver", "diagnostic"),
+    ("container-configure-log-rotation", "gateway", "logOpts.max-size", "diagnostic"),
+    ("container-disallow-docker-socket", "database", "volumes.0", "pass"),
+    ("container-disallow-docker-socket", "database", "volumes.0.hostPath", "diagnostic"),
+    ("container-disallow-host-namespaces", "edr", "pidMode", "diagnostic"),
+    ("container-disallow-privileged-host-ports", "gateway", "ports.0.external", "diagnostic"),
+    ("container-disallow-privileged-host-ports", "gateway", "ports.0", "pass"),
+    ("container-disallow-published-database", "database", "labels.0", "diagnostic"),
+    ("container-disallow-published-database", "database", "ports", "diagnostic"),
+    ("container-disallow-root-user", "gateway", "user", "diagnostic"),
+    ("container-disallow-root-user", "database", "labels.0", "diagnostic"),
+    ("container-disallow-unexpected-published-ports", "edr", "labels.0", "diagnostic"),
+    ("container-disallow-unexpected-published-ports", "gateway", "publishAllPorts", "diagnostic"),
+    ("container-disallow-unexpected-published-ports", "emr", "labels.0", "pass"),
+    ("container-enable-backup-encryption", "backup", "envs.2", "diagnostic"),
+    ("container-enable-backup-encryption", "backup", "labels.0", "diagnostic"),
+    ("container-enforce-gateway-tls", "gateway", "uploads.0.content", "diagnostic"),
+    ("container-enforce-tls-on-web-ports", "gateway", "ports.1.internal", "diagnostic"),
+    ("container-enforce-tls-on-web-ports", "gateway", "ports.1", "pass"),
+    ("container-missing-healthcheck", "gateway", "healthcheck.tests.0", "diagnostic"),
+    ("container-missing-healthcheck", "gateway", "healthcheck", "diagnostic"),
+    ("randompassword-enforce-character-classes", "password", "minSpecial", "diagnostic"),
+    ("randompassword-enforce-character-classes", "password", "upper", "diagnostic"),
+    ("volume-disallow-sensitive-host-paths", "volume", "driverOpts.device", "diagnostic"),
+    ("volume-disallow-sensitive-host-paths", "volume", "driver", "diagnostic"),
+    ("container-enforce-service-identity", "database", "labels.0", "diagnostic"),
+    ("container-enforce-service-identity", "database", "labels.1", "pass"),
 ]
 
 
@@ -577,22 +663,79 @@ def test_unknown_value_behaves_as_the_engine(rule, kind, path, expected, complia
 
     outcome = run_resource_rule(rule, resource_type, props)
 
+    assert outcome.messages == [], f"{rule} reported a violation on unknown {path}: {outcome}"
     if expected == "diagnostic":
         assert outcome.unknown and "can't be known during preview" in outcome.unknown, (
             f"{rule} read unknown {path} without the engine's diagnostic: {outcome}"
         )
     else:
-        assert outcome.unknown is None and outcome.messages == [], (
-            f"{rule} should judge the known parts and pass with unknown {path}: {outcome}"
+        assert outcome.unknown is None, f"{rule} should judge the known parts: {outcome}"
+
+
+# Stack unknowns: (rule, resource name, dotted path in its outputs made unknown, expected).
+STACK_UNKNOWN_CASES = [
+    ("stack-disallow-edge-to-data-path", "gateway", "networksAdvanced.0.name", "pass"),
+    ("stack-disallow-edge-to-data-path", "zones-data", "internal", "diagnostic"),
+    ("stack-disallow-overlapping-zones", "zones-edge", "labels.0", "diagnostic"),
+    ("stack-disallow-overlapping-zones", "zones-edge", "ipamConfigs.0", "pass"),
+    ("stack-missing-intrusion-detection", "edr", "labels.0", "diagnostic"),
+    ("stack-missing-intrusion-detection", "edr", "networksAdvanced.0.name", "diagnostic"),
+    ("stack-missing-backup-coverage", "backup", "volumes.1", "diagnostic"),
+    ("stack-missing-backup-coverage", "pacs-config", "labels.1", "diagnostic"),
+    ("stack-missing-attestations", "hospital-prod", "attestations.1", "diagnostic"),
+    ("stack-missing-attestations", "hospital-prod", "attestations.0.date", "diagnostic"),
+]
+
+
+@pytest.mark.parametrize(("rule", "name", "path", "expected"), STACK_UNKNOWN_CASES)
+def test_stack_unknown_value_behaves_as_the_engine(rule, name, path, expected, stack):
+    set_key(path, UNKNOWN)(_container(stack, name))
+
+    outcome = run_stack_rule(rule, stack)
+
+    assert outcome.messages == [], f"{rule} reported a violation on unknown {path}: {outcome}"
+    if expected == "diagnostic":
+        assert outcome.unknown and "can't be known during preview" in outcome.unknown, (
+            f"{rule} read unknown {name}.{path} without the engine's diagnostic: {outcome}"
         )
+    else:
+        assert outcome.unknown is None, f"{rule} should judge the known parts: {outcome}"
 
 
-def test_stack_rule_waits_for_unknown_network_names(stack):
-    _container(stack, "gateway")["networksAdvanced"][0]["name"] = UNKNOWN
+def applies_to_a_compliant_fixture(rule: str, compliant) -> bool:
+    """True when some compliant fixture is a subject the rule judges (not skipped by type or
+    `not_applicable`), so passing it shows something."""
+    if is_stack_rule(rule):
+        return run_stack_rule(rule, compliant_stack()).not_applicable is None
+    for kind in COMPLIANT:
+        resource_type, props = compliant(kind)
+        if resource_type not in RULES[rule].resource_types:
+            continue
+        if run_resource_rule(rule, resource_type, props).not_applicable is None:
+            return True
+    return False
 
-    outcome = run_stack_rule("stack-disallow-edge-to-data-path", stack)
 
-    assert outcome.unknown is None and outcome.messages == [], outcome
+# A new rule cannot join the pack without a compliant subject, a mutation and an unknown case.
+def test_every_rule_has_compliant_mutated_and_unknown_fixtures(compliant):
+    mutated = {rule for rule, *_ in RESOURCE_MUTATIONS} | {rule for rule, *_ in STACK_MUTATIONS}
+    unknown = {rule for rule, *_ in UNKNOWN_CASES} | {rule for rule, *_ in STACK_UNKNOWN_CASES}
+
+    lacking = {
+        rule: [
+            kind
+            for kind, present in (
+                ("compliant", applies_to_a_compliant_fixture(rule, compliant)),
+                ("mutated", rule in mutated),
+                ("unknown", rule in unknown),
+            )
+            if not present
+        ]
+        for rule in RULES
+    }
+    missing = {rule: kinds for rule, kinds in lacking.items() if kinds}
+
+    assert not missing, f"rules lacking fixture kinds: {missing}"
 
 
 def test_attestations_fall_back_to_pack_config():
@@ -719,3 +862,144 @@ def test_the_backup_archive_volume_is_not_a_backup_source(stack):
     outcome = run_stack_rule("stack-missing-backup-coverage", stack)
 
     assert outcome.messages == [], f"the archive volume was judged a source: {outcome.messages}"
+
+
+# Without its label a container is still recognised by an image reference that names it.
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("mariadb:11.4.8", "database"),
+        ("docker.io/library/mariadb:11.4.8@sha256:" + "a" * 64, "database"),
+        ("openemr/openemr:8.0.0", "emr"),
+        ("orthancteam/orthanc:25.10.3", "pacs"),
+        ("nginx:1.28.0", "gateway"),
+        ("ghcr.io/velocidex/velociraptor-server:0.77.3", "edr"),
+        ("hospital-backup:92a7b9e8f9f8", "backup"),
+        ("registry.example:5000/nginx-proxy-manager:2.12", None),
+        ("sha256:" + "0" * 64, None),
+    ],
+)
+def test_image_reference_identifies_its_service(reference, expected):
+    from policies.hipaa_rules.inputs import image_service
+
+    assert image_service(reference) == expected, f"{reference} is the {expected} image"
+
+
+# Removing the label from a container whose image names MariaDB keeps the database TLS rule on it.
+def test_unlabelled_database_is_judged_by_its_image(compliant):
+    resource_type, props = compliant("database")
+    props["labels"] = []
+    props["image"] = "mariadb:11.4.8"
+    upload_text("require_secure_transport = ON", "require_secure_transport = OFF")(props)
+
+    outcome = run_resource_rule("container-enforce-database-tls", resource_type, props)
+
+    assert any("accepts unencrypted clients" in m for m in outcome.messages), (
+        f"the unlabelled MariaDB container escaped the TLS rule: {outcome}"
+    )
+
+
+# An unknown label entry leaves the service open, so a publishing rule waits instead of judging
+# an "unknown service".
+def test_unknown_label_entry_waits_instead_of_flagging_an_unknown_service(compliant):
+    resource_type, props = compliant("edr")
+    props["labels"] = [UNKNOWN]
+
+    outcome = run_resource_rule(
+        "container-disallow-unexpected-published-ports", resource_type, props
+    )
+
+    assert outcome.messages == [] and outcome.unknown, f"judged an unknown service: {outcome}"
+
+
+# Stack rules resolve a container's image id through the image resources of the stack.
+def test_unlabelled_backup_job_is_found_through_its_image_id(stack):
+    job = _container(stack, "backup")
+    job["labels"] = []
+    job["image"] = "sha256:" + "b" * 64
+    stack.append(
+        (
+            "docker:index/remoteImage:RemoteImage",
+            "backup-image",
+            {"name": "hospital-backup:92a7b9e8f9f8", "imageId": job["image"]},
+        )
+    )
+
+    found = run_stack_rule("stack-missing-backup-coverage", stack)
+    stack.pop()
+    lost = run_stack_rule("stack-missing-backup-coverage", stack)
+
+    assert found.messages == [], f"the unlabelled job was not recognised by its image: {found}"
+    assert any("No backup job" in m for m in lost.messages), f"an unknown image counted: {lost}"
+
+
+# A ports entry not known yet still publishes a port, so the database is flagged all the same.
+def test_database_with_an_unknown_port_entry_is_still_published(compliant):
+    resource_type, props = compliant("database")
+    props["ports"] = [UNKNOWN]
+
+    outcome = run_resource_rule("container-disallow-published-database", resource_type, props)
+
+    assert any("publishes ports on the host" in m for m in outcome.messages), outcome
+
+
+# Without `external` Docker picks an ephemeral host port: published, but never a privileged one.
+def test_port_without_external_is_published_on_an_ephemeral_port(compliant):
+    resource_type, gateway = compliant("gateway")
+    del gateway["ports"][1]["external"]
+    _, emr = compliant("emr")
+    emr["ports"] = [{"internal": 443.0, "ip": "0.0.0.0"}]
+
+    privileged = run_resource_rule(
+        "container-disallow-privileged-host-ports", resource_type, gateway
+    )
+    unexpected = run_resource_rule("container-disallow-unexpected-published-ports", CONTAINER, emr)
+    unbound = run_resource_rule("container-disallow-unbound-ports", CONTAINER, emr)
+
+    assert privileged.messages == [], f"an ephemeral port was judged privileged: {privileged}"
+    assert any("publishes 1 port(s)" in m for m in unexpected.messages), unexpected
+    assert any("publishes an ephemeral port on every host" in m for m in unbound.messages), unbound
+
+
+# A future-dated entry is refused without hiding the current entry for the same item.
+def test_future_dated_entry_does_not_hide_a_current_one(stack):
+    from policies.hipaa_rules.attestations import assess
+
+    entries = _container(stack, "hospital-prod")["attestations"]
+    entries.append({**attestation("restore-test"), "date": "2999-01-01"})
+
+    outcome = run_stack_rule("stack-missing-attestations", stack)
+    status = assess(entries, 365, {"restore-test": 180}, datetime.now(UTC).date())
+
+    assert status["restore-test"] == "attested", f"the current restore test was hidden: {status}"
+    assert len(outcome.messages) == 1 and "'restore-test' is future-dated" in outcome.messages[0], (
+        f"the future-dated entry alone should be reported: {outcome.messages}"
+    )
+
+
+# Docker-managed volumes and plugin volumes bind no host path; only local bind devices are judged.
+@pytest.mark.parametrize(
+    "driver_options",
+    [
+        {},
+        {"type": "tmpfs", "device": "tmpfs", "o": "size=100m"},
+        {"type": "nfs", "o": "addr=10.40.2.5,rw", "device": ":/exports/backups"},
+    ],
+)
+def test_volume_without_a_bind_device_passes(driver_options, compliant):
+    resource_type, props = compliant("volume")
+    props["driverOpts"] = driver_options
+
+    outcome = run_resource_rule("volume-disallow-sensitive-host-paths", resource_type, props)
+
+    assert outcome.messages == [] and outcome.unknown is None, outcome
+
+
+# A volume plugin's options are the plugin's, not a host path.
+def test_plugin_volume_options_are_not_host_paths(compliant):
+    resource_type, props = compliant("volume")
+    props.update(driver="rexray/ebs", driverOpts={"o": "bind", "device": "/etc"})
+
+    outcome = run_resource_rule("volume-disallow-sensitive-host-paths", resource_type, props)
+
+    assert outcome.messages == [], f"a plugin volume was judged as a bind: {outcome.messages}"
