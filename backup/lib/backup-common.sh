@@ -116,9 +116,14 @@ json_string_array() { # values...
 }
 
 # --- cron ---------------------------------------------------------------------------------
-# A five-field cron expression (minute hour day-of-month month day-of-week) with lists, ranges,
-# steps, month and weekday names, 7 as Sunday and the @hourly/@daily/@weekly/@monthly/@yearly
-# macros. When both day fields are restricted a time matches either of them, as in Vixie cron.
+# A five-field cron expression (minute hour day-of-month month day-of-week) or one of the macros
+# @hourly, @daily, @midnight, @weekly, @monthly, @yearly and @annually. A field is a comma list of
+# `*`, a value or a range a-b, each optionally followed by /step (1 to the field's highest value;
+# a/step runs from a to the field's end). A value is one or two digits, or in the month and
+# day-of-week fields a three-letter English name in any case; 0 and 7 are Sunday. Vixie cron's
+# day rule: when either day field starts with `*`, both must match; otherwise either may.
+# components/cron.py and the policy pack's copy read expressions the same way; a test compares
+# their next runs with `backup-scheduler next`.
 
 CRON_MONTHS=(jan feb mar apr may jun jul aug sep oct nov dec)
 CRON_WEEKDAYS=(sun mon tue wed thu fri sat)
@@ -161,14 +166,15 @@ cron_token() { # token kind(month|weekday|number)
 cron_field_matches() { # value field min max kind
 	local value=$1 min=$3 max=$4 kind=$5 part range step low high matched=1
 	local -a parts
+	# `read -a` drops one trailing empty item, which would make "1," read as "1".
+	[[ -n $2 && $2 != *, ]] || return 2
 	IFS=, read -r -a parts <<<"$2"
-	((${#parts[@]} > 0)) || return 2
 	for part in "${parts[@]}"; do
 		range=${part%%/*}
 		step=1
 		if [[ $part == */* ]]; then
 			step=${part#*/}
-			[[ $step =~ ^[0-9]+$ ]] && ((10#$step >= 1)) || return 2
+			[[ $step =~ ^[0-9]{1,2}$ ]] && ((10#$step >= 1 && 10#$step <= max)) || return 2
 			step=$((10#$step))
 		fi
 		if [[ $range == '*' ]]; then
