@@ -24,6 +24,25 @@ if TYPE_CHECKING:
 
 AGE_RECIPIENT = r"^age1[02-9ac-hj-np-z]{58}$"
 MINIMUM_PROD_DAILY = 7
+# Prod backs up daily or tighter, so its recovery point is never older than a day.
+MAXIMUM_PROD_RPO_HOURS = 24
+# Host directories the archives' writable bind must not be, lie in or contain: the host's system
+# and kernel interfaces, and Docker's state and socket.
+SENSITIVE_HOST_PATHS = (
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+)
+HOST_LIBRARY_DIRECTORIES = ("lib", "lib32", "lib64", "libx32")
+DOCKER_SOCKET = "docker.sock"
 # The official image backup/Dockerfile names as its default BASE; keep the two equal.
 DEFAULT_BASE_IMAGE = "debian:12.12-slim"
 
@@ -56,7 +75,9 @@ class BackupSettings(StackModel):
     )
     retention: RetentionSettings = RetentionSettings()
     host_path: str | None = Field(
-        default=None, description="absolute host directory; a named volume when unset"
+        default=None,
+        description="absolute host directory of its own (not a system or Docker path); a named "
+        "volume when unset",
     )
     memory_mb: MemoryMb = 512
     base_image: PinnedImage = Field(
@@ -85,21 +106,61 @@ class BackupSettings(StackModel):
 
     @field_validator("host_path")
     @classmethod
-    def _is_absolute(cls, path: str | None) -> str | None:
-        if path is not None and not PurePosixPath(path).is_absolute():
+    def _is_a_directory_of_its_own(cls, path: str | None) -> str | None:
+        if path is None:
+            return path
+        if not PurePosixPath(path).is_absolute():
             raise ValueError("must be an absolute host path")
+        reason = sensitive_host_path(path)
+        if reason:
+            raise ValueError(
+                f"must not be a system or Docker path: it {reason}, and the backup job writes "
+                "there as root; use a directory of its own such as /srv/hospital-backups"
+            )
         return path
 
     def prod_problems(self, key: str) -> Iterable[Problem]:
         """What prod asks beyond the model's own rules."""
         if not self.enabled:
             yield Problem(f"{key}.enabled", self.enabled, "prod must back up its PHI volumes")
+        if self.rpo_hours > MAXIMUM_PROD_RPO_HOURS:
+            yield Problem(
+                f"{key}.rpoHours",
+                self.rpo_hours,
+                f"prod backs up daily or tighter: the recovery point objective must be at most "
+                f"{MAXIMUM_PROD_RPO_HOURS} hours",
+            )
         if self.retention.daily < MINIMUM_PROD_DAILY:
             yield Problem(
                 f"{key}.retention.daily",
                 self.retention.daily,
                 f"prod must keep at least {MINIMUM_PROD_DAILY} daily backups",
             )
+
+
+# Limitation: a path is judged as written; a symbolic link on the Docker host that leads into a
+# system directory is not seen, because the settings are validated away from that host.
+def sensitive_host_path(path: str) -> str | None:
+    """Why an absolute host path must not hold the archives, or None when it may."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            parts = parts[:-1]
+        elif part not in ("", "."):
+            parts.append(part)
+    if not parts:
+        return "is the host's root directory"
+    if DOCKER_SOCKET in parts:
+        return "leads to Docker's socket"
+    if parts[0] in HOST_LIBRARY_DIRECTORIES:
+        return f"lies in /{parts[0]}, the host's libraries"
+    for sensitive in SENSITIVE_HOST_PATHS:
+        guarded = sensitive.strip("/").split("/")
+        if parts[: len(guarded)] == guarded:
+            return f"lies in {sensitive}"
+        if guarded[: len(parts)] == parts:
+            return f"contains {sensitive}"
+    return None
 
 
 # ----- the component

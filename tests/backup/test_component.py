@@ -20,6 +20,7 @@ from components.backup import (
     DatabaseSource,
     image_reference,
     job_environment,
+    sensitive_host_path,
 )
 from components.backup import (
     CAPABILITIES as BACKUP_CAPABILITIES,
@@ -242,6 +243,28 @@ def test_host_path_destination_binds_the_directory(tmp_path):
         "device": "/srv/hospital-backups",
     }
     assert recording.export("backup")["destination"] == "/srv/hospital-backups"
+
+
+# The archives' writable bind stays out of the host's system and Docker directories, however the
+# path is spelled; a directory that merely starts with the same letters is the hospital's own.
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/srv/hospital-backups", None),
+        ("/library/backups", None),
+        ("/variable/backups", None),
+        ("/mnt/etc-backups", None),
+        ("/", "is the host's root directory"),
+        ("/etc", "lies in /etc"),
+        ("/srv/./../etc/backups", "lies in /etc"),
+        ("//var//lib//docker/", "lies in /var/lib/docker"),
+        ("/lib64/backups", "lies in /lib64, the host's libraries"),
+        ("/var", "contains /var/run"),
+        ("/srv/docker.sock", "leads to Docker's socket"),
+    ],
+)
+def test_sensitive_host_paths_are_named_with_their_reason(path, reason):
+    assert sensitive_host_path(path) == reason, path
 
 
 # Dev without backups runs no job and says so in the export.

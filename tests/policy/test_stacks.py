@@ -328,12 +328,21 @@ def drop_attestation(item: str) -> Callable[[dict], None]:
     return change
 
 
-def weekly_backups(document: dict) -> None:
-    document["config"]["hospital:backup"].update(schedule="0 2 * * 0", rpoHours=168)
+def date_attestation(item: str, days_ago: int) -> Callable[[dict], None]:
+    def change(document: dict) -> None:
+        for entry in document["config"]["hospital:attestations"]:
+            if entry["item"] == item:
+                entry["date"] = old_date(days_ago)
+
+    return change
 
 
 STACK_FILE_MUTATIONS = [
-    ("weekly backups", weekly_backups, "container-configure-backup-schedule"),
+    (
+        "restore test 200 days old",
+        date_attestation("restore-test", 200),
+        "stack-missing-attestations",
+    ),
     (
         "rotation older than 90 days",
         stack_key("credentials.rotation", old_date(120)),
@@ -384,6 +393,23 @@ def test_prod_stack_file_mutation_fails_the_gate_naming_its_rule(change, rule, t
 
     assert exit_code == 1, f"the gate let the mutation through:\n{output}"
     assert f"[mandatory] {rule}" in output and "HIPAA 164." in output, output
+
+
+# Weekly backups never reach the pack from a prod stack file: the settings refuse the recovery
+# point before anything is registered, naming the key. The pack's schedule rule still guards
+# recordings made otherwise (see the recording mutations).
+def test_prod_stack_file_with_weekly_backups_is_refused_by_the_settings(tmp_path, capsys):
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    document["config"]["hospital:backup"].update(schedule="0 2 * * 0", rpoHours=168)
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    exit_code = tools_main(["check", "--stack", "prod", "--stack-file", str(stack_file)])
+    captured = capsys.readouterr()
+
+    assert exit_code != 0, "weekly backups passed the prod gate"
+    assert "hospital:backup.rpoHours = 168" in captured.err + captured.out, captured
+    assert "[mandatory]" not in captured.out, "no rule may run over a refused stack file"
 
 
 def test_the_mutation_matrix_has_at_least_20_changes():

@@ -188,6 +188,32 @@ BAD_INPUTS = [
     ),
     (
         "prod",
+        set_key("backup.hostPath", "/var/lib/docker/volumes/backups"),
+        "hospital:backup.hostPath",
+        "lies in /var/lib/docker",
+    ),
+    (
+        "prod",
+        set_key("backup.hostPath", "/srv/../etc/hospital"),
+        "hospital:backup.hostPath",
+        "lies in /etc",
+    ),
+    ("prod", set_key("backup.hostPath", "/var"), "hospital:backup.hostPath", "contains /var/run"),
+    ("prod", set_key("backup.hostPath", "/"), "hospital:backup.hostPath", "root directory"),
+    (
+        "prod",
+        set_key("backup.rpoHours", 48),
+        "hospital:backup.rpoHours",
+        "must be at most 24 hours",
+    ),
+    (
+        "dev",
+        set_key("backup", {"enabled": False, "schedule": "0 4 29 feb *"}),
+        "hospital:backup.schedule",
+        "runs 1 time in four years",
+    ),
+    (
+        "prod",
         set_key("logging.maxSize", "lots"),
         "hospital:logging.maxSize",
         "should match pattern",
