@@ -59,6 +59,7 @@ def _pinned(reference: str) -> str:
 PinnedImage = Annotated[str, AfterValidator(_pinned)]
 """An image reference pinned to a tag (not `latest`) or a digest."""
 
+
 def _not_a_boolean(value: Any) -> Any:
     # pydantic reads true/false as 1/0 for an integer; a port or a size is never a yes/no.
     if isinstance(value, bool):

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 
 from components.backup import Backup, disabled_plan
+from components.compliance import compliance_summary
 from components.credentials import Credentials
 from components.database import PORT as DATABASE_PORT
 from components.database import Database
@@ -84,8 +85,10 @@ class HospitalDataCenter(pulumi.ComponentResource):
     def exports(self) -> dict[str, pulumi.Input[Any]]:
         """Every stack export, under a versioned schema that the docs generator reads."""
         platform, settings = self.platform, self.settings
+        stack = pulumi.get_stack()
         return {
             "schemaVersion": EXPORT_SCHEMA_VERSION,
+            "stack": stack,
             "environment": settings.environment,
             "domain": settings.domain,
             "endpoints": self.endpoints,
@@ -114,6 +117,7 @@ class HospitalDataCenter(pulumi.ComponentResource):
             },
             "logging": settings.logging.model_dump(mode="json", by_alias=True),
             "flows": _flows(self),
+            "compliance": compliance_summary(stack, settings),
             **self.extra_exports,
         }
 

@@ -436,13 +436,24 @@ def duplicate_keys(documents: Mapping[str, Mapping[str, OrthancValue]]) -> dict[
 
 
 def dicom_endpoint(pacs: PacsSettings, address: str) -> dict[str, OrthancValue]:
-    """The `dicom` export: what a modality engineer types into the scanner."""
+    """The `dicom` export: what a modality engineer types into the scanner, and the peers the
+    PACS trusts with what each may ask of it."""
     return {
         "aet": pacs.aet,
         "host": address,
         "port": pacs.dicom_port,
         "endpoint": f"{pacs.aet}@{address}:{pacs.dicom_port}",
         "tls": pacs.dicom_tls,
+        "modalities": {
+            name: {
+                "aet": modality.aet,
+                "host": modality.host,
+                "port": modality.port,
+                "allow": sorted(modality.allow),
+                "tls": modality.tls,
+            }
+            for name, modality in sorted(pacs.modalities.items())
+        },
     }
 
 

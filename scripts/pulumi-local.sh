@@ -7,6 +7,10 @@ set -euo pipefail
 stack=${1:?usage: $0 STACK up|preview|destroy}
 action=${2:?usage: $0 STACK up|preview|destroy}
 root=$(cd "$(dirname "$0")/.." && pwd)
+case "$action" in
+  up | preview | destroy) ;;
+  *) echo "error: unknown action $action (up, preview or destroy)" >&2; exit 64 ;;
+esac
 
 if ! command -v pulumi >/dev/null 2>&1; then
   echo "error: the pulumi CLI is not installed; see https://www.pulumi.com/docs/install/" >&2
@@ -31,13 +35,16 @@ fi
 
 cd "$root"
 pulumi stack select --create "$stack" >/dev/null
-# Stacks without a pack config of their own get prod's: mandatory unless someone says otherwise.
+# The stack's own pack config, else its environment's (as `python -m tools check` chooses);
+# prod's, mandatory, when neither exists.
+environment=$(sed -n "s/^[[:space:]]*hospital:environment:[[:space:]]*[\"']\{0,1\}\([a-z]*\).*/\1/p" \
+  "Pulumi.${stack}.yaml" 2>/dev/null | head -n 1)
 pack_config="${root}/policies/config/${stack}.json"
+[[ -f "$pack_config" ]] || pack_config="${root}/policies/config/${environment:-prod}.json"
 [[ -f "$pack_config" ]] || pack_config="${root}/policies/config/prod.json"
 policy=(--policy-pack "${root}/policies" --policy-pack-config "$pack_config")
 case "$action" in
   up) pulumi up --yes "${policy[@]}" ;;
   preview) pulumi preview "${policy[@]}" ;;
   destroy) pulumi destroy --yes ;;
-  *) echo "error: unknown action $action (up, preview or destroy)" >&2; exit 64 ;;
 esac

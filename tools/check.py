@@ -35,6 +35,7 @@ from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
+from components.compliance import PACK_CONFIG_DIR, REPO_ROOT, pack_config_for
 from policies.hipaa_rules import CHECKLIST, POLICIES
 from policies.hipaa_rules.attestations import ATTESTATION_SCHEMA, assess, recorded_attestations
 from policies.hipaa_rules.framework import STACK
@@ -42,8 +43,6 @@ from tools.commandline import add_stack_arguments
 from tools.preview import run_program
 from tools.recording import RecordedResource, Recording
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PACK_CONFIG_DIR = REPO_ROOT / "policies" / "config"
 PACK_NAME = "hospital-hipaa"
 PACK_VERSION = str(
     yaml.safe_load((REPO_ROOT / "policies" / "PulumiPolicy.yaml").read_text())["version"]
@@ -550,15 +549,25 @@ def run_check(
     pack_config_file: Path | None = None,
     **preview_options: Any,
 ) -> CheckResult:
-    """Preview `stack` offline and evaluate the pack with its per-stack pack config.
+    """Preview `stack` offline and evaluate the pack with `pack_config_file`, else the stack's
+    own pack config, else its environment's (`stack_pack_config`).
 
-    :raises PackConfigError: the pack config is invalid (before the program runs).
+    :raises PackConfigError: the pack config is invalid (a given one before the program runs).
     :raises PreviewFailed: the program failed, so no rule could run.
     """
-    config_path = pack_config_file or PACK_CONFIG_DIR / f"{stack}.json"
-    pack_config = PackConfig.load(config_path)
+    pack_config = PackConfig.load(pack_config_file) if pack_config_file else None
     recording = run_program(stack, stack_file, **preview_options)
+    config_path = pack_config_file or stack_pack_config(recording)
+    pack_config = pack_config or PackConfig.load(config_path)
     return evaluate(recording, pack_config, config_name=_display(config_path))
+
+
+def stack_pack_config(recording: Recording) -> Path:
+    """The pack config that judges a recorded stack: `policies/config/<stack>.json` when it
+    exists, else the one of the environment the stack exports (dev.json, prod.json)."""
+    environment = recording.exports.get("environment")
+    name = environment.value if environment else recording.stack
+    return pack_config_for(recording.stack, name, PACK_CONFIG_DIR)
 
 
 def _display(path: Path) -> str:
@@ -572,7 +581,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `check` subcommand's options."""
     add_stack_arguments(parser)
     parser.add_argument(
-        "--pack-config", type=Path, help="pack config instead of policies/config/<stack>.json"
+        "--pack-config",
+        type=Path,
+        help="pack config instead of policies/config/<stack>.json, else <environment>.json",
     )
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument(

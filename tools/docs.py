@@ -72,7 +72,7 @@ def compliance_report(recording: Recording, stack: str) -> dict[str, Any] | None
         from tools import check
     except ImportError:
         return None
-    pack_config_file = check.PACK_CONFIG_DIR / f"{stack}.json"
+    pack_config_file = check.stack_pack_config(recording)
     if not pack_config_file.exists():
         return None
     result = check.evaluate(
@@ -574,12 +574,23 @@ def _credentials(exports: Mapping[str, Any]) -> str:
             "",
             f"{len(accounts)} generated accounts, each password {policy['length']} characters "
             f"with at least one of each class ({', '.join(policy['characterClasses'])}); "
-            f"they were last rotated on {policy['rotation']}. Rotating means changing "
-            "`hospital:credentials.rotation` to today's date and running `pulumi up`. "
-            "The passwords are stack secrets and appear in no document.",
+            f"they were last rotated on {policy['rotation']}{_rotation_due(exports)}. Rotating "
+            "means changing `hospital:credentials.rotation` to today's date and running "
+            "`pulumi up`. The passwords are stack secrets and appear in no document.",
             "",
             "Accounts: " + ", ".join(_code(account) for account in accounts) + ".",
         ]
+    )
+
+
+def _rotation_due(exports: Mapping[str, Any]) -> str:
+    """`, next due by <date> (...)` from the compliance export; empty for an older stack."""
+    rotation = (exports.get("compliance") or {}).get("passwordRotation")
+    if not rotation:
+        return ""
+    return (
+        f" and are due again by {rotation['expires']} ({rotation['maximumAgeDays']} days, "
+        f"`randompassword-enforce-rotation`, {rotation['level']})"
     )
 
 
@@ -634,16 +645,32 @@ def _compliance(
     if not attestations and not statuses:
         lines.append("No organisational control is attested in the stack file.")
         return "\n".join(lines)
-    lines += ["| Item | Signed off by | Date | Evidence | Status |", "|---|---|---|---|---|"]
+    due = _attestations_due(exports)
+    lines += [
+        "| Item | Signed off by | Date | Evidence | Due again by | Status |",
+        "|---|---|---|---|---|---|",
+    ]
     listed = set()
     for entry in sorted(attestations, key=lambda a: (a["item"], a["date"])):
         listed.add(entry["item"])
         status = statuses.get(entry["item"], "not evaluated") if compliance else "not evaluated"
-        lines.append(_row(entry["item"], entry["by"], entry["date"], entry["evidence"], status))
+        expires = due.get((entry["item"], entry["date"]), "—")
+        lines.append(
+            _row(entry["item"], entry["by"], entry["date"], entry["evidence"], expires, status)
+        )
     for item, status in sorted(statuses.items()):
         if item not in listed:
-            lines.append(_row(item, "—", "—", "—", status))
+            lines.append(_row(item, "—", "—", "—", "—", status))
     return "\n".join(lines)
+
+
+def _attestations_due(exports: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """(item, date) -> the day that attestation expires under the stack's pack config."""
+    section = (exports.get("compliance") or {}).get("attestations") or {}
+    return {
+        (entry["item"], entry["date"]): f"{entry['expires']} ({entry['maximumAgeDays']} days)"
+        for entry in section.get("entries", [])
+    }
 
 
 # ----- operations

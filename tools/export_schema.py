@@ -29,6 +29,8 @@ TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}
 DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 SERVICE = {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}
 ZONE = {"enum": ["edge", "clinical", "data", "security"]}
+LEVEL = {"enum": ["advisory", "mandatory", "remediate", "disabled"]}
+DUE = {"date": DATE, "maximumAgeDays": COUNT, "expires": DATE}
 
 
 def _array(items: dict) -> dict:
@@ -152,6 +154,22 @@ EXPORT_SCHEMA: dict[str, Any] = {
         "logging": _object({"driver": STRING, "maxSize": STRING, "maxFile": COUNT}),
         "attestations": _array(
             _object({"item": STRING, "by": STRING, "date": DATE, "evidence": STRING})
+        ),
+        # Added within v1; a stack deployed before has neither.
+        "stack": STRING,
+        "compliance": _object(
+            {
+                "packConfig": STRING,
+                "enforcement": LEVEL,
+                "attestations": _object(
+                    {
+                        "level": LEVEL,
+                        "required": _array(STRING),
+                        "entries": _array(_object({"item": STRING, **DUE})),
+                    }
+                ),
+                "passwordRotation": _object({"level": LEVEL, **DUE}),
+            }
         ),
     },
 }

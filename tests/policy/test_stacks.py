@@ -412,6 +412,20 @@ def test_prod_stack_file_with_weekly_backups_is_refused_by_the_settings(tmp_path
     assert "[mandatory]" not in captured.out, "no rule may run over a refused stack file"
 
 
+# A stack other than dev and prod is judged by its environment's pack config.
+def test_a_stack_of_the_prod_environment_is_gated_by_prods_pack_config(tmp_path, capsys):
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    document["config"]["hospital:logging"]["maxSize"] = "2g"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    exit_code = tools_main(["check", "--stack", "staging", "--stack-file", str(stack_file)])
+    output = capsys.readouterr().out
+
+    assert "(policies/config/prod.json)" in output.splitlines()[0], output[:300]
+    assert exit_code == 1 and "[mandatory] container-configure-log-rotation" in output, output
+
+
 def test_the_mutation_matrix_has_at_least_20_changes():
     assert len(RECORDING_MUTATIONS) + len(STACK_FILE_MUTATIONS) >= 20
 

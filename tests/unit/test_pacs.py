@@ -275,6 +275,15 @@ def test_exports_name_the_dicom_and_https_endpoints(prod_recording: Recording) -
         False,
     ), dicom
     assert prod_recording.export("endpoints")["pacs"] == "https://pacs.hospital.example.org/"
+    assert dicom["modalities"]["CT1"] == {
+        "aet": "CT1",
+        "host": "10.40.1.21",
+        "port": 104,
+        "allow": ["echo", "store"],
+        "tls": False,
+    }, dicom["modalities"]
+    committed = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    assert sorted(dicom["modalities"]) == sorted(committed["hospital:pacs"]["modalities"])
 
 
 # The ports export lists Orthanc's DICOM port as generated from the container.
