@@ -5,7 +5,7 @@ that renders nginx.conf for the web interfaces it publishes.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -120,6 +120,10 @@ class Gateway(pulumi.ComponentResource):
             edge_address=edge_address,
             https_port=gateway.https_port,
             nginx_version=image_version(gateway.image),
+            zone_subnets={
+                zone: str(getattr(settings.network, zone).subnet)
+                for zone in ("edge", "clinical", "data", "security")
+            },
         )
         uploads.append(Upload(CONF_PATH, conf))
 
@@ -198,15 +202,18 @@ def render_nginx_conf(
     https_port: int,
     nginx_version: tuple[int, int, int] = (1, 28, 0),
     layout: NginxLayout = NginxLayout(),
+    zone_subnets: Mapping[str, str] | None = None,
 ) -> str:
     """nginx.conf serving every site over TLS; pure, so it can be checked with `nginx -t`.
 
     `hsts` adds Strict-Transport-Security (prod); plain HTTP on the edge address redirects the
     sites served at `edge_address:https_port` to HTTPS; `nginx_version` selects directives the
     pinned nginx has (`http2 on` since 1.25.1, re-resolving upstream names since 1.27.3);
-    `layout` says where files live.
+    `layout` says where files live; `zone_subnets` (trust zone -> subnet) lets a site meant for
+    another audience than the edge refuse the zones the gateway shares with other services.
     """
     listeners = {(item.address, item.host_port): item for item in assign_listeners(sites)}
+    gateway_zones = {"edge", *(site.zone for site in sites)}
     http2_directive = nginx_version >= (1, 25, 1)
     upstream_resolve = nginx_version >= (1, 27, 3)
     tmp = layout.temp_dir
@@ -287,9 +294,27 @@ def render_nginx_conf(
         lines += _default_tls_server(listener, http2_directive)
     for site in sites:
         listener = listeners[(site.listen_address, site.listen_port)]
-        lines += _tls_server(site, listener, hsts, http2_directive, layout)
+        refused = refused_zones(site, gateway_zones, edge_address, https_port)
+        subnets = [(zone_subnets or {})[zone] for zone in refused if zone in (zone_subnets or {})]
+        lines += _tls_server(site, listener, hsts, http2_directive, layout, subnets)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def refused_zones(
+    site: WebSite, gateway_zones: set[str], edge_address: str, https_port: int
+) -> list[str]:
+    """The trust zones whose containers must not reach `site` through the gateway.
+
+    Host addresses and ports keep audiences apart only outside Docker: inside, every container
+    of a zone the gateway joins reaches every port nginx listens on. A site published anywhere
+    but the staff entry point (edge address, HTTPS port), such as the EDR GUI, is for its own
+    audience alone: it refuses the gateway's other zones, its upstream's zone and the edge
+    excepted (Docker's port forwarding from the host may arrive from the edge network).
+    """
+    if (site.listen_address, site.listen_port) == (edge_address, https_port):
+        return []
+    return sorted(gateway_zones - {"edge", site.zone})
 
 
 def _upstream(site: WebSite, resolve: bool) -> list[str]:
@@ -378,7 +403,12 @@ def _default_tls_server(listener: Listener, http2: bool) -> list[str]:
 
 
 def _tls_server(
-    site: WebSite, listener: Listener, hsts: bool, http2: bool, layout: NginxLayout
+    site: WebSite,
+    listener: Listener,
+    hsts: bool,
+    http2: bool,
+    layout: NginxLayout,
+    refused_subnets: Sequence[str] = (),
 ) -> list[str]:
     lines = [
         "    server {",
@@ -386,6 +416,7 @@ def _tls_server(
         f"        server_name {site.host_name};",
         f"        ssl_certificate {layout.tls_dir}/{site.service}.crt;",
         f"        ssl_certificate_key {layout.tls_dir}/{site.service}.key;",
+        *(f"        deny {subnet};" for subnet in refused_subnets),
     ]
     if hsts:
         lines.append(
@@ -403,6 +434,10 @@ def _tls_server(
         lines += ["        client_max_body_size 0;", "        proxy_request_buffering off;"]
     else:
         lines.append("        client_max_body_size 32m;")
+    # Limitation: the EMR and the PACS are proxied over plain HTTP on the clinical bridge. That
+    # hop never leaves the host's kernel and only the gateway and the two services join the
+    # zone, but a process able to sniff that bridge on the host would see PHI and Orthanc's
+    # basic-auth headers; TLS to them needs certificates inside their images' own web servers.
     scheme = "https" if site.upstream_tls else "http"
     lines += ["        location / {", f"            proxy_pass {scheme}://{_upstream_name(site)};"]
     if site.upstream_tls:

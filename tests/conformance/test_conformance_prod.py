@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -88,6 +89,38 @@ def test_gateway_redirects_http_to_https(prod):
 
     assert response.status_code in (301, 308), f"HTTP answered {response.status_code}"
     assert response.headers["location"].startswith(f"https://{host_name}"), response.headers
+
+
+# A TLS request from inside a container, as a compromised service would send it over its bridge.
+STATUS_FROM_INSIDE = """
+import socket, ssl, sys
+host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+with socket.create_connection((host, port), timeout=10) as raw:
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET / HTTP/1.1\\r\\nHost: {name}\\r\\nConnection: close\\r\\n\\r\\n".encode())
+        print(tls.recv(64).split()[1].decode())
+"""
+
+
+def _status_from_pacs(prod, service: str) -> str:
+    """The HTTP status the gateway gives the PACS container (clinical zone) for a site."""
+    conf = prod.uploaded("gateway", "/etc/nginx/nginx.conf")
+    host_name = prod.host_name(service)
+    block = conf.split(f"server_name {host_name};")[0].rsplit("server {", 1)[1]
+    port = re.search(r"listen (\d+) ssl", block).group(1)
+    pacs = prod.replay.container(prod.replay.by_service("pacs"))
+    result = pacs.exec_run(["python3", "-c", STATUS_FROM_INSIDE, "gateway", port, host_name])
+    assert result.exit_code == 0, result.output.decode(errors="replace")
+    return result.output.decode().strip()
+
+
+# The EDR GUI is for the management audience: a clinical container reaching the gateway over
+# its bridge is refused, while the staff sites answer it as usual.
+def test_edr_gui_refuses_a_clinical_container(prod):
+    assert _status_from_pacs(prod, "edr") == "403", "the clinical zone reached the EDR GUI"
+    assert _status_from_pacs(prod, "pacs") == "401", "the PACS site must answer the zone"
 
 
 # Orthanc behind the gateway: 401 without credentials, 200 with the generated ones.

@@ -28,6 +28,12 @@ LEAF_CERT = "tls:index/locallySignedCert:LocallySignedCert"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 STACKS = ["dev", "prod"]
 EDGE, MANAGEMENT = "10.40.0.10", "10.40.9.10"
+ZONE_SUBNETS = {
+    "edge": "172.31.0.0/24",
+    "clinical": "172.31.1.0/24",
+    "data": "172.31.2.0/24",
+    "security": "172.31.3.0/24",
+}
 
 PACS = WebSite(
     service="pacs",
@@ -107,6 +113,7 @@ def test_rendered_conf_passes_nginx_t(prod_recording: Recording, tmp_path: Path)
             https_port=443,
             nginx_version=version,
             layout=layout,
+            zone_subnets=ZONE_SUBNETS,
         )
     )
 
@@ -118,6 +125,33 @@ def test_rendered_conf_passes_nginx_t(prod_recording: Recording, tmp_path: Path)
     )
 
     assert result.returncode == 0, f"nginx -t rejected the rendered configuration:\n{result.stderr}"
+
+
+# The EDR GUI is for the management audience alone: containers of the clinical zone, which reach
+# every port of the gateway over their bridge, are refused; staff sites stay open to the zones.
+def test_edr_gui_refuses_the_clinical_zone_inside_docker() -> None:
+    conf = render_nginx_conf(
+        [EMR, PACS, EDR], hsts=True, edge_address=EDGE, https_port=443, zone_subnets=ZONE_SUBNETS
+    )
+
+    edr, pacs = server_block(conf, EDR.host_name), server_block(conf, PACS.host_name)
+
+    assert "deny 172.31.1.0/24;" in edr, edr
+    assert "deny 172.31.3.0/24;" not in edr and "deny 172.31.0.0/24;" not in edr, edr
+    assert "deny " not in pacs and "deny " not in server_block(conf, EMR.host_name), pacs
+
+
+# In dev every site shares the loopback address: the GUI's own port still marks its audience.
+def test_dev_edr_gui_on_the_edge_address_still_refuses_the_clinical_zone(
+    dev_recording: Recording,
+) -> None:
+    conf = uploaded_conf(dev_recording)
+    subnet = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]["hospital:network"]
+
+    edr = server_block(conf, "edr.hospital.localhost")
+
+    assert f"deny {subnet['clinical']['subnet']};" in edr, edr
+    assert "deny " not in server_block(conf, "pacs.hospital.localhost")
 
 
 # TLS 1.2 and 1.3 only, with forward-secret AEAD suites for 1.2.
