@@ -202,6 +202,7 @@ def load_settings(config: pulumi.Config | None = None) -> Settings:
         raw,
         has_own_ca_key=ca_key is not None,
         own_ca_key_pem=ca_key,
+        own_ca_key_is_secret=pulumi.runtime.is_config_secret(f"{NAMESPACE}:{CA_PRIVATE_KEY}"),
         source=source,
         secret_keys=secret,
     )
@@ -212,13 +213,15 @@ def validate_settings(
     *,
     has_own_ca_key: bool = False,
     own_ca_key_pem: str | None = None,
+    own_ca_key_is_secret: bool = True,
     source: str = "stack configuration",
     secret_keys: frozenset[str] = frozenset(),
 ) -> Settings:
     """Validate raw top-level values keyed by their stack key (without the namespace).
 
     `has_own_ca_key` tells whether the secret `caPrivateKey` is set; `own_ca_key_pem`, when
-    given, is its PEM, checked against `pki.caCertificate`. `secret_keys` are the top-level
+    given, is its PEM, checked against `pki.caCertificate`; `own_ca_key_is_secret` is False
+    when the stack holds that key in plain text, which is refused. `secret_keys` are the top-level
     keys the stack holds as secrets (`secure:` values, which make the whole key secret): a
     problem under one of them never shows its value.
     """
@@ -245,6 +248,15 @@ def validate_settings(
     for rule in CROSS_SECTION_RULES:
         if all(section in sections for section in rule.sections):
             problems.extend(rule.check(sections, has_own_ca_key))
+    if has_own_ca_key and not own_ca_key_is_secret:
+        problems.append(
+            Problem(
+                f"{NAMESPACE}:{CA_PRIVATE_KEY}",
+                SECRET_SHOWN_AS,
+                "is stored in plain text in the stack file; remove it and set it again with "
+                f"`pulumi config set --secret {CA_PRIVATE_KEY} < ca.key`",
+            )
+        )
     own_ca = sections["pki"].ca_certificate if "pki" in sections else None
     if own_ca is not None and own_ca_key_pem is not None:
         problems.extend(_own_ca_key_problems(own_ca, own_ca_key_pem))

@@ -334,6 +334,32 @@ def test_all_problems_are_reported_together() -> None:
     } <= keys, f"only {keys} reported"
 
 
+# The hospital CA's key written into the stack file in plain text is refused (it would sit
+# unencrypted in the repository), naming the key and never showing it; nothing is created.
+def test_plaintext_ca_private_key_is_refused_unseen(
+    tmp_path: Path, own_ca: tuple[str, str]
+) -> None:
+    certificate_pem, key_pem = own_ca
+    document = copy.deepcopy(stack_document("prod"))
+    document["config"]["hospital:pki"]["caCertificate"] = certificate_pem
+    document["config"]["hospital:caPrivateKey"] = key_pem
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    with pytest.raises(PreviewFailed) as failure:
+        run_program("prod", stack_file)
+
+    problems = [str(p) for p in failure.value.error.problems]
+    assert problems == [
+        "hospital:caPrivateKey = [secret]: is stored in plain text in the stack file; remove it "
+        "and set it again with `pulumi config set --secret caPrivateKey < ca.key`"
+    ], problems
+    assert "PRIVATE KEY" not in str(failure.value), "the key's text reached the message"
+    assert [
+        r.type for r in failure.value.recording.resources if r.type != "pulumi:pulumi:Stack"
+    ] == []
+
+
 # The hospital CA certificate without its secret key (and vice versa) is refused.
 def test_own_ca_requires_its_private_key(own_ca_pem: str) -> None:
     raw = {key.split(":", 1)[1]: value for key, value in stack_document("prod")["config"].items()}
