@@ -605,6 +605,7 @@ def run(args: argparse.Namespace) -> int:
             project_dir=args.project_dir,
             secrets_file=args.secrets,
             seed=args.seed,
+            unknown_computed=args.first_preview,
         )
     except PackConfigError as error:
         print(f"error: bad pack config: {error}", file=sys.stderr)

@@ -4,6 +4,7 @@ How the backup job declares itself lives in `backup_job()` alone, so a change to
 backup container's contract is one edit here.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -50,6 +51,9 @@ CRON_FIELDS = (
     (1, 12, CRON_MONTHS),
     (0, 7, CRON_WEEKDAYS),
 )
+# age's Bech32 recipients: `age1` and 58 data characters, or a plugin's `age1<name>1<data>`.
+AGE_RECIPIENT = re.compile(r"age1(?:[a-z0-9]+1)?[02-9ac-hj-np-z]{58,}")
+SSH_RECIPIENT = re.compile(r"(ssh-ed25519|ssh-rsa) [A-Za-z0-9+/=]{16,}")
 CRON_NUMBER = re.compile(r"[0-9]{1,2}")
 CRON_BLANKS = re.compile(r"[ \t\n]+")
 # Gaps are measured over four years from this day, so every leap-day case is in the window.
@@ -84,6 +88,8 @@ def backup_job(props, image_names=None) -> BackupJob | None:
         rpo_hours = float(variables["BACKUP_RPO_HOURS"])
     except (KeyError, ValueError):
         rpo_hours = None
+    if rpo_hours is not None and not (math.isfinite(rpo_hours) and rpo_hours > 0):
+        rpo_hours = None  # nan, inf or <= 0 bound nothing
     mounts = {}
     for volume in every_item(sequence(props, "volumes")):
         if volume.get("volumeName"):
@@ -91,13 +97,23 @@ def backup_job(props, image_names=None) -> BackupJob | None:
     return BackupJob(
         schedule=variables.get("BACKUP_SCHEDULE"),
         rpo_hours=rpo_hours,
-        encrypted=bool(
-            variables.get("BACKUP_AGE_RECIPIENTS", "").strip()
-            or variables.get("BACKUP_AGE_RECIPIENTS_FILE", "").strip()
-            or recipient_files
+        encrypted=any(
+            is_recipient(token)
+            for token in variables.get("BACKUP_AGE_RECIPIENTS", "").replace(",", " ").split()
+        )
+        or any(
+            is_recipient(line.strip())
+            for upload in recipient_files
+            for line in str(upload.get("content", "")).splitlines()
         ),
         mounts=mounts,
     )
+
+
+def is_recipient(text: str) -> bool:
+    """An age recipient (`age1...`, plugin recipients included) or, in a recipients file, an
+    SSH public key age encrypts to; anything else (`none`, a placeholder) encrypts nothing."""
+    return bool(AGE_RECIPIENT.fullmatch(text) or SSH_RECIPIENT.match(text))
 
 
 class RareScheduleError(ValueError):
@@ -174,8 +190,8 @@ def validate_backup_encryption(args, report_violation):
         args.not_applicable("not the backup job")
     if not job.encrypted:
         report_violation(
-            f"Backup job '{args.name}' has no encryption recipient; set BACKUP_AGE_RECIPIENTS "
-            "or upload a recipients file so archives are encrypted at rest."
+            f"Backup job '{args.name}' has no age recipient (age1...); set "
+            "BACKUP_AGE_RECIPIENTS or upload a recipients file so archives are encrypted at rest."
         )
 
 

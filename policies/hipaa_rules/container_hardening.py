@@ -4,6 +4,8 @@ Inputs are read with the docker provider's defaults (privileged false, restart "
 readOnly false, networkMode "bridge"), so a key left out is judged as the engine would see it.
 """
 
+from collections.abc import Mapping
+
 from pulumi_policy import Severity
 
 from .framework import CONTAINER, VOLUME, resource_policy, schema, setting
@@ -172,6 +174,23 @@ def validate_docker_socket(args, report_violation):
             report_violation(
                 f"Container '{args.name}' mounts the container runtime socket {path}; whoever "
                 "controls the container controls the host. Remove the mount."
+            )
+
+
+# Propagation modes that let mounts made inside the container appear on the host and back.
+SHARED_PROPAGATION = {"shared", "rshared"}
+
+
+def validate_mount_propagation(args, report_violation):
+    # mounts[].bindOptions.propagation; the provider leaves it to Docker (rprivate) when absent.
+    for mount in known_items(sequence(args.props, "mounts")):
+        options = mount.get("bindOptions") if isinstance(mount, Mapping) else None
+        propagation = str(options.get("propagation", "")) if isinstance(options, Mapping) else ""
+        if propagation in SHARED_PROPAGATION:
+            report_violation(
+                f"Container '{args.name}' binds {mount.get('target', 'a path')} with {propagation} "
+                "mount propagation, so mounts made on either side reach the other; use the "
+                "default private propagation."
             )
 
 
@@ -419,6 +438,17 @@ POLICIES = [
         citations=[ACCESS_CONTROL, INTEGRITY],
         cis=["5.5"],
         remediation="Remove `privileged=True`; grant single capabilities instead.",
+    ),
+    resource_policy(
+        name="container-disallow-shared-mount-propagation",
+        description="No bind mount shares mount events between the container and the host.",
+        validate=validate_mount_propagation,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[ACCESS_CONTROL, INTEGRITY],
+        cis=["5.20"],
+        remediation="Drop `bindOptions.propagation` (Docker's default is rprivate) or set it to "
+        "`private`/`rprivate`.",
     ),
     resource_policy(
         name="container-enforce-capability-drop-all",

@@ -66,6 +66,14 @@ def replace_env(name: str, line: str | None) -> Mutation:
     return mutate
 
 
+def compose(*mutations: Mutation) -> Mutation:
+    def mutate(props: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(props)
+
+    return mutate
+
+
 def upload_text(old: str, new: str) -> Mutation:
     def mutate(props: dict[str, Any]) -> None:
         for upload in props["uploads"]:
@@ -80,6 +88,12 @@ def add_volume(**volume: Any) -> Mutation:
 
 def add_port(**port: Any) -> Mutation:
     return lambda props: props.setdefault("ports", []).append(port)
+
+
+def add_bind_mount(source: str, target: str, propagation: str) -> Mutation:
+    mount = {"type": "bind", "source": source, "target": target}
+    mount["bindOptions"] = {"propagation": propagation}
+    return lambda props: props.setdefault("mounts", []).append(mount)
 
 
 def add_volume_mount(device: str, target: str) -> Mutation:
@@ -261,7 +275,13 @@ RESOURCE_MUTATIONS = [
         "container-enable-backup-encryption",
         "backup",
         replace_env("BACKUP_AGE_RECIPIENTS", None),
-        "has no encryption recipient",
+        "has no age recipient",
+    ),
+    (
+        "container-enable-backup-encryption",
+        "backup",
+        replace_env("BACKUP_AGE_RECIPIENTS", "BACKUP_AGE_RECIPIENTS=none"),
+        "has no age recipient",
     ),
     (
         "container-configure-backup-schedule",
@@ -273,6 +293,15 @@ RESOURCE_MUTATIONS = [
         "container-configure-backup-schedule",
         "backup",
         replace_env("BACKUP_RPO_HOURS", None),
+        "declares no recovery point objective",
+    ),
+    (
+        "container-configure-backup-schedule",
+        "backup",
+        compose(
+            replace_env("BACKUP_SCHEDULE", "BACKUP_SCHEDULE=0 2 1 * *"),
+            replace_env("BACKUP_RPO_HOURS", "BACKUP_RPO_HOURS=nan"),
+        ),
         "declares no recovery point objective",
     ),
     (
@@ -288,6 +317,12 @@ RESOURCE_MUTATIONS = [
         "nginx access logging is switched off",
     ),
     ("container-disallow-privileged", "gateway", set_key("privileged", True), "runs privileged"),
+    (
+        "container-disallow-shared-mount-propagation",
+        "backup",
+        add_bind_mount("/srv/exchange", "/exchange", "rshared"),
+        "binds /exchange with rshared mount propagation",
+    ),
     (
         "container-enforce-capability-drop-all",
         "gateway",
@@ -601,6 +636,7 @@ def test_weak_password_values_are_named_never_printed(compliant):
 # "pass": the value sits in a list the rule skips element by element, so known parts still count.
 UNKNOWN_CASES = [
     ("container-disallow-privileged", "gateway", "privileged", "diagnostic"),
+    ("container-disallow-shared-mount-propagation", "gateway", "mounts", "diagnostic"),
     ("container-configure-memory-limit", "gateway", "memory", "diagnostic"),
     ("container-configure-restart-policy", "gateway", "restart", "diagnostic"),
     ("container-disallow-unbound-ports", "gateway", "ports.0.ip", "diagnostic"),
@@ -991,6 +1027,18 @@ def test_volume_without_a_bind_device_passes(driver_options, compliant):
     props["driverOpts"] = driver_options
 
     outcome = run_resource_rule("volume-disallow-sensitive-host-paths", resource_type, props)
+
+    assert outcome.messages == [] and outcome.unknown is None, outcome
+
+
+# Private propagation (Docker's default) and a mount without bind options are compliant.
+@pytest.mark.parametrize("propagation", ["rprivate", "private", "rslave"])
+def test_private_or_slave_mount_propagation_passes(propagation, compliant):
+    resource_type, props = compliant("backup")
+    add_bind_mount("/srv/exchange", "/exchange", propagation)(props)
+    props["mounts"].append({"type": "volume", "target": "/data", "source": "data"})
+
+    outcome = run_resource_rule("container-disallow-shared-mount-propagation", resource_type, props)
 
     assert outcome.messages == [] and outcome.unknown is None, outcome
 

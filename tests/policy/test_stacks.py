@@ -426,6 +426,21 @@ def test_a_stack_of_the_prod_environment_is_gated_by_prods_pack_config(tmp_path,
     assert exit_code == 1 and "[mandatory] container-configure-log-rotation" in output, output
 
 
+# `--first-preview` leaves computed outputs unknown, as a first `pulumi preview` does: rules that
+# read them report that they cannot run yet instead of judging.
+def test_first_preview_gate_reports_rules_waiting_on_unknowns(capsys):
+    settled = tools_main(["check", "--stack", "prod", "--format", "json"])
+    settled_report = json.loads(capsys.readouterr().out)
+
+    first = tools_main(["check", "--stack", "prod", "--first-preview", "--format", "json"])
+    first_report = json.loads(capsys.readouterr().out)
+
+    assert (settled, first) == (0, 0), "unknown values are advisory, never a mandatory failure"
+    assert settled_report["diagnostics"] == [], settled_report["diagnostics"]
+    assert first_report["diagnostics"], "a first preview left no rule waiting on unknowns"
+    assert all("during preview" in d["message"] for d in first_report["diagnostics"])
+
+
 def test_the_mutation_matrix_has_at_least_20_changes():
     assert len(RECORDING_MUTATIONS) + len(STACK_FILE_MUTATIONS) >= 20
 
