@@ -6,7 +6,10 @@ address; the frontend for agents only on the agents' address.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +63,13 @@ ARTIFACTS_DIR = "/custom_artifacts/"
 """The only directory the image's generated config lists in artifact_definitions_directories."""
 INITIALIZE_ARTIFACT = "Container.InitializeServer"
 BINARY = "/bin/velociraptor"
+INIT_VQL = "/bin/init.vql"
+"""The image's query that writes the first server config from the variables above."""
+IMAGE_COMMAND = ("/bin/sh", "/bin/entrypoint")
+"""The image's CMD (Docker/Dockerfile; it sets no ENTRYPOINT). With no config yet the script runs
+init.vql and `user add admin <password>`; with one, it only starts the frontend. The start script
+(start_script) writes the config first, so the image's script always takes the second path."""
+GUI_APP_PATH = "app/index.html"
 FRONTEND_BIND_PORT = 8000
 GUI_BIND_PORT = 8889
 """The ports the generated config binds inside the container: the image's variables for the
@@ -70,10 +80,27 @@ METRICS_URL = "http://127.0.0.1:8003/metrics"
 SERVER_CERTIFICATE_NAME = "VelociraptorServer"
 SERVER_CERTIFICATE_DAYS = 365
 """Lifetime Velociraptor gives the server certificate it generates (its CA lasts 10 years)."""
+RECORD_ISSUE_DATE = (
+    "set hospital:edr.certificateIssued to the notBefore date it prints, as YYYY-MM-DD "
+    "(notAfter, the expiry, is shown for information)"
+)
+"""What the operator does with the output of the certificate `check` command."""
 
 ARTIFACTS_SOURCE = Path(__file__).resolve().parent.parent / "edr" / "artifacts"
 DOCKER_VOLUMES_ROOT = "/var/lib/docker/volumes"
-PHI_AUDIT_KEY = "hospital-phi"
+PHI_AUDIT_KEY_PREFIX = "phi-"
+AUDIT_KEY_MAX_BYTES = 31
+"""auditctl's limit on the key (`-k`) of one rule."""
+ADMIN_SET_MARK = f'"Admin":"{ADMIN_USER}"'
+ADMIN_PASSWORD_VQL = (
+    f'LET password <= environ(var="{ADMIN_PASSWORD_VARIABLE}")\n'
+    f'LET created <= user_create(user="{ADMIN_USER}", roles=["administrator"], '
+    "password=password)\n"
+    f'SELECT passwd(user="{ADMIN_USER}", password=password) AS Admin FROM scope()'
+)
+"""Creates `admin` if it is missing and sets the stack's password on it. The password is read
+from the environment inside the query, so it is on no command line; `user_create` alone keeps an
+existing password, hence `passwd`. The query prints ADMIN_SET_MARK when the password was set."""
 TMPFS = {"/tmp": "rw,noexec,nosuid,nodev,size=256m"}
 
 
@@ -170,7 +197,8 @@ class Edr(pulumi.ComponentResource):
                 "does not write (Orthanc logs to stdout)",
                 self,
             )
-        self.artifact_names = sorted(path.stem for path in artifact_files())
+        self.artifact_types = artifact_types()
+        self.artifact_names = sorted(self.artifact_types)
         rendered = pulumi.Output.from_input(platform.pki.ca_cert_pem).apply(
             lambda ca_pem: render_artifacts(
                 artifact_defaults(
@@ -179,9 +207,23 @@ class Edr(pulumi.ComponentResource):
                     root_ca_pem=ca_pem,
                     allowed_aets=[modality.aet for modality in settings.pacs.modalities.values()],
                     log_volumes=log_volumes,
+                    phi_volumes=phi_volumes,
                 )
             )
         )
+
+        self.site = WebSite(
+            service=SERVICE,
+            host_name=settings.host_name(SERVICE),
+            upstream_host=ALIAS,
+            upstream_port=GUI_BIND_PORT,
+            zone="security",
+            listen_address=str(settings.addresses.management),
+            listen_port=edr.gui_port,
+            upstream_tls=True,
+        )
+        self.gui_url = f"https://{self.site.host_name}:{edr.gui_port}/"
+        self.frontend_url = f"https://{settings.addresses.agents}:{edr.frontend_port}/"
 
         self.container = platform.container(
             SERVICE,
@@ -194,12 +236,15 @@ class Edr(pulumi.ComponentResource):
                 gui_port=edr.gui_port,
                 build_client_packages=edr.build_client_packages,
             ),
-            # Limitation: the image reads the initial admin password only from this variable
-            # (no *_FILE variant), so it shows in `docker inspect` and, during the first start,
-            # on the `user add` command line. It is read only when no config exists yet: later
-            # rotations replace the container but not the account's password in the datastore,
-            # which the security team changes in the GUI.
+            # Limitation: the image has no *_FILE variant for the admin password, so it is an
+            # environment variable and shows in `docker inspect`. The start script reads it inside
+            # a query (on no command line) at every start, so a rotation, which replaces the
+            # container, reaches the account; a password changed in the GUI is reset at the next
+            # start.
             secret_envs={ADMIN_PASSWORD_VARIABLE: platform.credentials.password(ADMIN_ACCOUNT)},
+            # The image's variables name the agents' address, which init.vql also writes into
+            # GUI.public_url; the start script points it at the gateway before the server starts.
+            command=["/bin/sh", "-c", start_script(f"{self.gui_url}{GUI_APP_PATH}"), SERVICE],
             mounts=[
                 Mount(self.config_volume, CONFIG_DIR),
                 Mount(self.datastore_volume, DATASTORE_DIR),
@@ -234,19 +279,6 @@ class Edr(pulumi.ComponentResource):
             parent=self,
         )
 
-        self.site = WebSite(
-            service=SERVICE,
-            host_name=settings.host_name(SERVICE),
-            upstream_host=ALIAS,
-            upstream_port=GUI_BIND_PORT,
-            zone="security",
-            listen_address=str(settings.addresses.management),
-            listen_port=edr.gui_port,
-            upstream_tls=True,
-        )
-        self.gui_url = f"https://{self.site.host_name}:{edr.gui_port}/"
-        self.frontend_url = f"https://{settings.addresses.agents}:{edr.frontend_port}/"
-
         today = datetime.date.today()
         self.certificate = server_certificate(
             edr, settings.pki.early_renewal_days, str(settings.addresses.agents)
@@ -261,10 +293,10 @@ class Edr(pulumi.ComponentResource):
             "adminUser": ADMIN_USER,
             "adminPasswordAccount": ADMIN_ACCOUNT,
             "artifacts": self.artifact_names,
-            "serverEvents": [n for n in self.artifact_names if n.startswith("Hospital.Server.")],
-            "clientEvents": [n for n in self.artifact_names if n.startswith("Hospital.Client.")],
+            "serverEvents": events_of_type(self.artifact_types, "SERVER_EVENT"),
+            "clientEvents": events_of_type(self.artifact_types, "CLIENT_EVENT"),
             "serverCertificate": self.certificate,
-            "monitoringSetup": monitoring_setup(self.artifact_names),
+            "monitoringSetup": monitoring_setup(self.artifact_types),
             "enrolment": enrolment(self.container_name, self.frontend_url),
             "auditRules": audit_rules(phi_volumes),
             "volumes": {
@@ -295,15 +327,62 @@ def server_environment(
     return environment
 
 
+def start_script(
+    public_url: str,
+    *,
+    config_file: str = CONFIG_FILE,
+    binary: str = BINARY,
+    init_vql: str = INIT_VQL,
+    image_command: Sequence[str] = IMAGE_COMMAND,
+) -> str:
+    """The container's start (`sh -c`), run before the image's own script at every start.
+
+    With no config yet it runs the image's own first step (init.vql writes the config). Then it
+    sets `GUI.public_url` to `public_url` when the config says otherwise, creates `admin` if
+    needed and gives it the stack's password (ADMIN_PASSWORD_VQL), and execs the image's command,
+    which finds the config and starts the frontend. The image's own `user add admin <password>`
+    is therefore never run, and the password is on no command line even at the first start.
+    A password that cannot be set stops the start, so a rotation never fails unseen; a public URL
+    that cannot be set is only logged.
+    """
+    config = shlex.quote(config_file)
+    velociraptor = shlex.quote(binary)
+    merge = json.dumps({"GUI": {"public_url": public_url}}, separators=(",", ":"))
+    show = f"{velociraptor} --config {config} config show --merge {shlex.quote(merge)}"
+    set_admin = f"{velociraptor} --config {config} query --format jsonl"
+    return "\n".join(
+        [
+            "set -eu",
+            f"if [ ! -f {config} ]; then",
+            f"  {velociraptor} query -f {shlex.quote(init_vql)}",
+            "fi",
+            f"if ! grep -qF {shlex.quote(f'public_url: {public_url}')} {config}; then",
+            f"  if (umask 077 && {show} > {config}.new); then",
+            f"    mv {config}.new {config}",
+            "  else",
+            f"    rm -f {config}.new",
+            "    echo 'edr: GUI.public_url could not be set; it keeps its old address' >&2",
+            "  fi",
+            "fi",
+            f"if ! {set_admin} {shlex.quote(ADMIN_PASSWORD_VQL)} \\",
+            f"    | grep -qF {shlex.quote(ADMIN_SET_MARK)}; then",
+            f"  echo 'edr: the stack password could not be set on {ADMIN_USER}; not starting' >&2",
+            "  exit 1",
+            "fi",
+            "exec " + " ".join(shlex.quote(part) for part in image_command),
+        ]
+    )
+
+
 def server_certificate(
     edr: EdrSettings, early_renewal_days: int, agents_address: str
 ) -> dict[str, Any]:
     """When the server certificate expires, from the issue date recorded in the stack.
 
     The server generates its certificate at its first start, inside the container, so no
-    deploy-time value can know it: the operator reads it once (the `check` command) and records
-    it as `edr.certificateIssued`; the artifact Hospital.Server.CertificateExpiry watches the
-    real certificate from inside the server.
+    deploy-time value can know it: the operator runs the `check` command once and records its
+    notBefore date (the issue date) as `edr.certificateIssued`; the artifact
+    Hospital.Server.CertificateExpiry watches the real certificate from inside the server.
     """
     described: dict[str, Any] = {
         "name": SERVER_CERTIFICATE_NAME,
@@ -314,6 +393,7 @@ def server_certificate(
         "renewFrom": None,
         "status": "unrecorded",
         "check": check_command(agents_address, edr.frontend_port),
+        "record": RECORD_ISSUE_DATE,
         "watchedBy": "Hospital.Server.CertificateExpiry",
     }
     if edr.certificate_issued is None:
@@ -337,8 +417,8 @@ def certificate_warnings(
         if not is_prod:
             return []
         return [
-            "the server certificate's issue date is not recorded; after the first start read "
-            f"it with `{certificate['check']}` and set hospital:edr.certificateIssued"
+            "the server certificate's issue date is not recorded; after the first start run "
+            f"`{certificate['check']}` and {RECORD_ISSUE_DATE}"
         ]
     if today >= datetime.date.fromisoformat(certificate["notAfter"]):
         return [
@@ -354,11 +434,13 @@ def certificate_warnings(
 
 
 def check_command(agents_address: str, frontend_port: int) -> str:
-    """A shell command, run on the Docker host, that prints the server certificate's expiry from
-    the frontend where the agents reach it (the only address it is published on)."""
+    """A shell command, run on the Docker host, that prints the server certificate's issue date
+    (notBefore, what the stack records) and expiry (notAfter) from the frontend where the agents
+    reach it (the only address it is published on). Velociraptor dates a certificate it issues
+    from the moment it issues it, so notBefore is the issue date."""
     return (
         f"curl -sk https://{agents_address}:{frontend_port}/server.pem "
-        "| openssl x509 -noout -enddate"
+        "| openssl x509 -noout -startdate -enddate"
     )
 
 
@@ -372,43 +454,69 @@ def enrolment(container_name: str, frontend_url: str) -> dict[str, Any]:
         f"docker exec {container_name} {BINARY} --config {CONFIG_FILE} config client "
         "> client.config.yaml"
     )
+    binary = f"docker cp {container_name}:{BINARY} ./velociraptor && chmod 0755 ./velociraptor"
+    package = "./velociraptor --config client.config.yaml debian client"
     return {
         "serverUrl": frontend_url,
         "clientConfigCommand": client_config,
-        "debianPackageCommand": "velociraptor --config client.config.yaml debian client",
+        "binaryCommand": binary,
+        "debianPackageCommand": package,
         "hostInstall": [
             client_config,
-            "velociraptor --config client.config.yaml debian client",
+            binary,
+            "./velociraptor version",
+            package,
             "sudo dpkg -i velociraptor_client_*.deb",
             "sudo systemctl enable --now velociraptor_client",
         ],
         "note": (
             "The client config exists only after the server's first start, and it carries the "
-            "deployment's CA and nonce: keep it out of version control."
+            "deployment's CA and nonce: keep it out of version control. The velociraptor binary "
+            "is copied out of the server container, so the agent runs the server's own release "
+            "(`version` shows it) for the Docker host's architecture; enrol hosts of another "
+            "architecture with the same release built for theirs."
         ),
     }
 
 
-def monitoring_setup(artifact_names: Sequence[str]) -> list[str]:
+def monitoring_setup(artifact_types: Mapping[str, str]) -> list[str]:
     """The steps that turn the uploaded artifacts on; the server's monitoring tables live in its
-    datastore, which the image fills at first start, so they are set in the GUI once.
+    datastore, which the image fills at first start, so they are set in the GUI once. Each table
+    takes only event artifacts of its own type.
     """
-    server = [name for name in artifact_names if name.startswith("Hospital.Server.")]
-    client = [name for name in artifact_names if name.startswith("Hospital.Client.")]
+    server = events_of_type(artifact_types, "SERVER_EVENT")
+    client = events_of_type(artifact_types, "CLIENT_EVENT")
     return [
         "GUI > Server Events > Update server monitoring table: add " + ", ".join(server),
         "GUI > Client Events > Update client monitoring table (label of the Docker host): add "
         + ", ".join(client),
-        f"On the Docker host: load the auditRules (key {PHI_AUDIT_KEY}) into "
-        "/etc/audit/rules.d/ and run `augenrules --load`",
+        f"On the Docker host: load the auditRules (one key per volume, {PHI_AUDIT_KEY_PREFIX}"
+        "...) into /etc/audit/rules.d/ and run `augenrules --load`",
     ]
 
 
+def events_of_type(artifact_types: Mapping[str, str], artifact_type: str) -> list[str]:
+    """The names of the artifacts of one type, sorted."""
+    return sorted(name for name, kind in artifact_types.items() if kind == artifact_type)
+
+
+def phi_audit_keys(phi_volumes: Sequence[str]) -> dict[str, str]:
+    """The audit rule key of each patient-data volume, by volume: `phi-` and the volume's name
+    without the project prefix, or a digest of the name where that exceeds auditctl's limit."""
+    keys = {}
+    for volume in sorted(phi_volumes):
+        key = PHI_AUDIT_KEY_PREFIX + volume.removeprefix("hospital-")
+        if len(key.encode()) > AUDIT_KEY_MAX_BYTES:
+            key = PHI_AUDIT_KEY_PREFIX + hashlib.sha256(volume.encode()).hexdigest()[:16]
+        keys[volume] = key
+    return keys
+
+
 def audit_rules(phi_volumes: Sequence[str]) -> list[str]:
-    """auditd watch rules for the host, one per patient-data volume."""
+    """auditd watch rules for the host, one per patient-data volume, each with its own key."""
     return [
-        f"-w {DOCKER_VOLUMES_ROOT}/{volume}/_data -p rwa -k {PHI_AUDIT_KEY}"
-        for volume in sorted(phi_volumes)
+        f"-w {DOCKER_VOLUMES_ROOT}/{volume}/_data -p rwa -k {key}"
+        for volume, key in phi_audit_keys(phi_volumes).items()
     ]
 
 
@@ -435,6 +543,11 @@ def artifact_files() -> list[Path]:
     return sorted(ARTIFACTS_SOURCE.glob("*.yaml"))
 
 
+def artifact_types() -> dict[str, str]:
+    """The type of each committed artifact (CLIENT, CLIENT_EVENT, SERVER, SERVER_EVENT), by name."""
+    return {path.stem: yaml.safe_load(path.read_text())["type"] for path in artifact_files()}
+
+
 def artifact_defaults(
     *,
     watched_sites: Sequence[WebSite],
@@ -442,6 +555,7 @@ def artifact_defaults(
     root_ca_pem: str,
     allowed_aets: Sequence[str],
     log_volumes: Mapping[str, str],
+    phi_volumes: Sequence[str] = (),
 ) -> dict[str, dict[str, str]]:
     """Parameter defaults that depend on the stack, by artifact and parameter name."""
     targets = "Service,Url\n" + "".join(
@@ -465,6 +579,10 @@ def artifact_defaults(
         },
         "Hospital.Client.DicomTraffic": {"AllowedCallingAets": allowed_callers},
         "Hospital.Client.FailedLogins": {"LogGlobs": log_globs},
+        "Hospital.Client.PhiFileAccess": {
+            "AuditKeys": "Key,Volume\n"
+            + "".join(f"{key},{volume}\n" for volume, key in phi_audit_keys(phi_volumes).items())
+        },
     }
     if "pacs" in log_volumes:
         defaults["Hospital.Client.DicomTraffic"]["LogGlob"] = (

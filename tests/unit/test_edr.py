@@ -4,15 +4,23 @@ the hospital artifacts checked against the artifact schema and the documented VQ
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from components.edr import (
+    ADMIN_PASSWORD_VQL,
     ARTIFACTS_SOURCE,
+    AUDIT_KEY_MAX_BYTES,
     FRONTEND_BIND_PORT,
     GUI_BIND_PORT,
     IMAGE_DEFAULT_PASSWORD,
@@ -20,11 +28,15 @@ from components.edr import (
     INITIALIZE_ARTIFACT,
     EdrSettings,
     artifact_defaults,
+    audit_rules,
     certificate_warnings,
+    monitoring_setup,
+    phi_audit_keys,
     re2_literal,
     render_artifacts,
     server_certificate,
     server_environment,
+    start_script,
 )
 from components.platform import WebSite
 from tools.preview import run_program
@@ -56,6 +68,7 @@ DOCUMENTED_VQL: dict[str, frozenset[str] | None] = {
     "clock": frozenset({"start", "period", "ms"}),
     "watch_monitoring": frozenset({"artifact"}),
     "watch_syslog": frozenset({"filename", "accessor", "buffer_size", "query"}),
+    "watch_auditd": frozenset({"filename", "accessor", "buffer_size"}),
     "fifo": frozenset({"query", "max_age", "max_rows", "flush"}),
     # popular/
     "foreach": frozenset({"row", "query", "async", "workers", "column"}),
@@ -79,6 +92,7 @@ DOCUMENTED_VQL: dict[str, frozenset[str] | None] = {
         }
     ),
     "info": frozenset(),
+    "scope": frozenset(),
     "timestamp": frozenset({"epoch", "cocoatime", "mactime", "winfiletime", "string", "format"}),
     "count": frozenset({"items"}),
     # basic/
@@ -95,7 +109,23 @@ DOCUMENTED_VQL: dict[str, frozenset[str] | None] = {
     # other/ (free-form arguments become the alert's fields)
     "alert": None,
 }
-EVENT_PLUGINS = {"clock", "watch_monitoring", "watch_syslog", "fifo"}
+EVENT_PLUGINS = {"clock", "watch_monitoring", "watch_syslog", "watch_auditd", "fifo"}
+# Where a call may run. Server only: watch_monitoring reads the server's event queues (the alert
+# queue among them), clients() its client index, and http_client here probes the gateway and the
+# frontend from the server. Client only: plugins that read the host's files (logs, auditd).
+SERVER_ONLY_VQL = {"watch_monitoring", "clients", "http_client"}
+CLIENT_ONLY_VQL = {"watch_syslog", "watch_auditd", "glob"}
+ANYWHERE_VQL = set(DOCUMENTED_VQL) - SERVER_ONLY_VQL - CLIENT_ONLY_VQL
+SERVER_TYPES = {"SERVER", "SERVER_EVENT"}
+CLIENT_TYPES = {"CLIENT", "CLIENT_EVENT"}
+# The server VQL of the start script's admin query, with its documented arguments
+# (vql_reference/server/user_create, passwd; basic/environ).
+START_VQL: dict[str, frozenset[str]] = {
+    "environ": frozenset({"var"}),
+    "user_create": frozenset({"user", "roles", "password", "orgs"}),
+    "passwd": frozenset({"user", "password"}),
+    "scope": frozenset(),
+}
 ARTIFACT_TYPES = {"CLIENT", "CLIENT_EVENT", "SERVER", "SERVER_EVENT"}
 PARAMETER_TYPES = {"string", "int", "int64", "bool", "regex", "csv", "json", "timestamp"}
 # Namespaces of Velociraptor's built-in artifacts; a custom artifact must not shadow them.
@@ -182,8 +212,29 @@ def top_level_arguments(arguments: str) -> set[str]:
     return names
 
 
+def argument(arguments: str, name: str) -> str | None:
+    """The text of the `name=` argument at the outer level of one call's arguments."""
+    named = re.compile(rf"(?<![\w.]){name}\s*=(?![=~])")
+    depth, start = 0, None
+    for position, character in enumerate(arguments):
+        if start is None and depth == 0 and (match := named.match(arguments, position)):
+            start = match.end()
+        depth += {"(": 1, "{": 1, "[": 1, ")": -1, "}": -1, "]": -1}.get(character, 0)
+        if start is not None and depth == 0 and character == "," and position >= start:
+            return arguments[start:position].strip()
+    return arguments[start:].strip() if start is not None else None
+
+
 def queries(definition: dict) -> list[str]:
     return [source["query"] for source in definition["sources"]]
+
+
+def called(definition: dict) -> set[str]:
+    return {function for query in queries(definition) for function, _ in calls(query)}
+
+
+def arguments_of(definition: dict, function: str) -> list[str]:
+    return [args for query in queries(definition) for f, args in calls(query) if f == function]
 
 
 def edr_container(recording: Recording) -> RecordedResource:
@@ -250,6 +301,152 @@ def test_admin_password_is_generated_and_secret(prod_recording: Recording) -> No
     ]
     assert generated == [password], "the password is not the generated edr-admin password"
     assert len(password) >= 16, "prod passwords must be at least 16 characters"
+
+
+# ---- the start script ---------------------------------------------------------------------------
+
+GATEWAY_GUI = "https://edr.hospital.example.org:8889/app/index.html"
+AGENTS_GUI = "https://10.40.0.10:8889/app/index.html"
+STUB_PASSWORD = "Stub-Admin-Password-7431"
+STUB_VELOCIRAPTOR = """#!{python}
+import json, os, sys
+arguments = sys.argv[1:]
+config = os.environ["STUB_CONFIG"]
+password = os.environ.get("VELOCIRAPTOR_INITIAL_ADMIN_PASSWORD")
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps({{"argv": arguments, "password": password}}) + "\\n")
+if arguments[:2] == ["query", "-f"]:
+    open(config, "w").write("GUI:\\n  public_url: {agents}\\n")
+elif "show" in arguments:
+    url = json.loads(arguments[arguments.index("--merge") + 1])["GUI"]["public_url"]
+    print("GUI:\\n  public_url: " + url)
+elif "query" in arguments:
+    print(json.dumps({{"Admin": None if os.environ.get("STUB_REFUSE") else "admin"}},
+                     separators=(",", ":")))
+"""
+
+
+def step(argv: list[str]) -> str:
+    if argv[:2] == ["query", "-f"]:
+        return "init"
+    return "public_url" if "show" in argv else "admin"
+
+
+def start(tmp_path: Path, *, existing_config: str | None = None, refuse: bool = False):
+    """Runs the start script with a stand-in velociraptor and image command in `tmp_path`;
+    returns (the finished process, the steps it ran in order, their argv and environment)."""
+    velociraptor = tmp_path / "velociraptor"
+    velociraptor.write_text(STUB_VELOCIRAPTOR.format(python=sys.executable, agents=AGENTS_GUI))
+    velociraptor.chmod(0o755)
+    entrypoint = tmp_path / "entrypoint"
+    entrypoint.write_text(f'echo \'{{"argv": ["entrypoint"]}}\' >> "{tmp_path / "log"}"\n')
+    config = tmp_path / "server.config.yaml"
+    if existing_config is not None:
+        config.write_text(existing_config)
+    script = start_script(
+        GATEWAY_GUI,
+        config_file=str(config),
+        binary=str(velociraptor),
+        init_vql="/bin/init.vql",
+        image_command=("/bin/sh", str(entrypoint)),
+    )
+    environment = {
+        "PATH": os.environ["PATH"],
+        "STUB_CONFIG": str(config),
+        "STUB_LOG": str(tmp_path / "log"),
+        "VELOCIRAPTOR_INITIAL_ADMIN_PASSWORD": STUB_PASSWORD,
+        **({"STUB_REFUSE": "1"} if refuse else {}),
+    }
+
+    finished = subprocess.run(
+        ["/bin/sh", "-c", script, "edr"], env=environment, capture_output=True, text=True
+    )
+
+    runs = [json.loads(line) for line in (tmp_path / "log").read_text().splitlines()]
+    steps = ["entrypoint" if run["argv"] == ["entrypoint"] else step(run["argv"]) for run in runs]
+    return finished, steps, runs
+
+
+# First start: the image's own init.vql writes the config, the GUI's public URL is moved to the
+# gateway, admin gets the stack's password, and only then the image's command starts the server.
+def test_first_start_initialises_then_starts_the_image(tmp_path: Path) -> None:
+    finished, steps, runs = start(tmp_path)
+
+    assert finished.returncode == 0, finished.stderr
+    assert steps == ["init", "public_url", "admin", "entrypoint"], steps
+    assert f"public_url: {GATEWAY_GUI}" in (tmp_path / "server.config.yaml").read_text()
+    assert runs[0]["argv"] == ["query", "-f", "/bin/init.vql"], "not the image's own init step"
+
+
+# A restart (a password rotation replaces the container) sets the current password again and
+# leaves a config that already names the gateway untouched.
+def test_every_start_applies_the_stack_password(tmp_path: Path) -> None:
+    config = f"GUI:\n  public_url: {GATEWAY_GUI}\n"
+
+    finished, steps, runs = start(tmp_path, existing_config=config)
+
+    assert finished.returncode == 0, finished.stderr
+    assert steps == ["admin", "entrypoint"], steps
+    admin = runs[0]
+    assert admin["argv"][-1] == ADMIN_PASSWORD_VQL, "the admin query is not the checked one"
+    assert admin["password"] == STUB_PASSWORD, "the password does not reach the query's env"
+    assert (tmp_path / "server.config.yaml").read_text() == config
+
+
+# The password travels in the environment only: no command the script runs carries it.
+def test_password_is_on_no_command_line(tmp_path: Path) -> None:
+    _, _, runs = start(tmp_path)
+
+    argv = " ".join(part for run in runs for part in run["argv"])
+
+    assert STUB_PASSWORD not in argv, "the admin password is on a command line"
+
+
+# A password the server refuses stops the start, so a rotation never fails unseen.
+def test_refused_password_stops_the_start(tmp_path: Path) -> None:
+    finished, steps, _ = start(
+        tmp_path, existing_config=f"  public_url: {GATEWAY_GUI}\n", refuse=True
+    )
+
+    assert finished.returncode != 0, "the server starts with a password other than the stack's"
+    assert "entrypoint" not in steps, steps
+    assert "not starting" in finished.stderr, finished.stderr
+
+
+# The admin query calls only documented server VQL, reads the password from the image's variable,
+# and sets it on the user the stack exports, creating that user if it is missing.
+def test_admin_query_reads_the_password_from_the_environment() -> None:
+    found = calls(ADMIN_PASSWORD_VQL)
+
+    for function, arguments in found:
+        assert function in START_VQL, f"{function}() is not documented server VQL"
+        assert top_level_arguments(arguments) <= START_VQL[function], arguments
+    by_name = {function: arguments for function, arguments in found}
+    assert re.search(r'environ\(var="VELOCIRAPTOR_INITIAL_ADMIN_PASSWORD"\)', ADMIN_PASSWORD_VQL)
+    assert argument(by_name["passwd"], "password") == "password", "not the variable's value"
+    assert argument(by_name["user_create"], "password") == "password"
+    assert "admin" in ADMIN_PASSWORD_VQL
+
+
+# The container starts through the start script, ending in the image's own command, with the
+# GUI's public URL on the gateway's name and port rather than the agents' address.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_container_starts_through_the_start_script(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+    container = edr_container(recording)
+    gui_url = recording.export("edr")["guiUrl"]
+
+    command = container.input("command")
+
+    assert command[:2] == ["/bin/sh", "-c"], command
+    assert command[2] == start_script(f"{gui_url}app/index.html"), "another start script"
+    assert command[2].splitlines()[-1] == "exec /bin/sh /bin/entrypoint"
+    merged = json.loads(re.search(r"--merge '([^']+)'", command[2]).group(1))
+    assert merged == {"GUI": {"public_url": f"{gui_url}app/index.html"}}
+    agents = environment(container)["VELOCIRAPTOR_HOSTNAME"]
+    assert f"//{agents}:" not in merged["GUI"]["public_url"], "the GUI URL names the agents"
+    password = next(line for line in container.input("envs") if "ADMIN_PASSWORD" in line)
+    assert password.split("=", 1)[1] not in " ".join(command), "the password is in the command"
 
 
 # Config and datastore live on volumes at the image's paths, classed so backups cover both.
@@ -436,19 +633,53 @@ def test_artifact_follows_the_artifact_schema(path: Path) -> None:
     assert all(source.get("query", "").strip() for source in definition["sources"])
 
 
-# Server artifacts run on the server; client artifacts run on Linux agents and say so.
+# Calls that need the server's own state (event queues, the alert queue, the client index) or
+# probe the gateway appear only in artifacts of a server type.
 @pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
-def test_artifact_type_matches_where_it_runs(path: Path) -> None:
+def test_server_only_calls_run_in_server_artifacts(path: Path) -> None:
     definition = load(path)
-    kind = definition["name"].split(".")[1]
 
-    if kind == "Server":
-        assert definition["type"] in {"SERVER", "SERVER_EVENT"}
-        assert "precondition" not in definition, "server artifacts need no precondition"
-    else:
-        assert definition["type"] in {"CLIENT", "CLIENT_EVENT"}
-        precondition = definition["precondition"]
+    misplaced = called(definition) & SERVER_ONLY_VQL
+
+    if definition["type"] not in SERVER_TYPES:
+        assert not misplaced, f"{definition['type']} artifact calls server-only {misplaced}"
+
+
+# Calls that read the host's files (logs, the audit log) appear only in artifacts of a client
+# type: on the server they would read the server container's own files.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_host_file_calls_run_in_client_artifacts(path: Path) -> None:
+    definition = load(path)
+
+    misplaced = called(definition) & CLIENT_ONLY_VQL
+
+    if definition["type"] not in CLIENT_TYPES:
+        assert not misplaced, f"{definition['type']} artifact reads host files with {misplaced}"
+
+
+# Every call of every artifact has a declared place, so a new plugin cannot pass the two checks
+# above without being classified.
+def test_every_artifact_call_has_a_declared_place() -> None:
+    used = {function for path in artifact_paths() for function in called(load(path))}
+
+    unplaced = used - SERVER_ONLY_VQL - CLIENT_ONLY_VQL - ANYWHERE_VQL
+
+    assert not unplaced, f"calls with no declared place: {unplaced}"
+
+
+# Client artifacts run only on Linux agents (the Docker host); server artifacts need no
+# precondition.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_client_artifacts_run_on_linux_agents_only(path: Path) -> None:
+    definition = load(path)
+
+    precondition = definition.get("precondition")
+
+    if definition["type"] in CLIENT_TYPES:
+        assert precondition, "a client artifact without a precondition runs on every agent"
         assert re.fullmatch(r"SELECT .+ FROM info\(\) WHERE OS = 'linux'", precondition)
+    else:
+        assert precondition is None, "server artifacts need no precondition"
 
 
 # Every call is a documented VQL plugin or function with documented arguments only.
@@ -511,15 +742,93 @@ def test_artifact_refers_only_to_defined_names(path: Path) -> None:
     assert not unused, f"parameters the query never reads: {unused}"
 
 
-# Event artifacts never end: their query is driven by an event plugin.
+# Event artifacts never end: their query is driven by an event plugin. Collections end: an event
+# plugin in one would keep the collection running until it times out.
 @pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
-def test_event_artifacts_use_an_event_plugin(path: Path) -> None:
+def test_event_artifacts_and_only_they_use_event_plugins(path: Path) -> None:
     definition = load(path)
 
-    plugins = {function for query in queries(definition) for function, _ in calls(query)}
+    plugins = called(definition) & EVENT_PLUGINS
 
     if definition["type"].endswith("_EVENT"):
-        assert plugins & EVENT_PLUGINS, f"{definition['name']} uses no event plugin"
+        assert plugins, f"{definition['name']} uses no event plugin"
+    else:
+        assert not plugins, f"collection {definition['name']} uses event plugins {plugins}"
+
+
+# The monitoring tables and the event exports take each artifact by its type, whatever its name.
+def test_monitoring_tables_follow_the_artifact_type() -> None:
+    types = {"Hospital.Server.Misnamed": "CLIENT_EVENT", "Hospital.Client.Other": "SERVER_EVENT"}
+
+    server_step, client_step, _ = monitoring_setup(types)
+
+    assert server_step.endswith("add Hospital.Client.Other"), server_step
+    assert client_step.endswith("add Hospital.Server.Misnamed"), client_step
+
+
+# Velociraptor suppresses a repeated alert by its name alone (dedup), so an alert's name carries
+# every column that tells two incidents apart: a second address, client or service within the
+# window is alerted, not hidden. Every artifact that raises an alert is listed here.
+ALERT_KEY_COLUMNS = {
+    "Hospital.Server.FailedLoginAlerts": {"Address", "Client"},
+    "Hospital.Server.ServiceHealth": {"Service"},
+    "Hospital.Server.CertificateExpiry": set(),
+}
+
+
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_alert_names_tell_incidents_apart(path: Path) -> None:
+    definition = load(path)
+
+    alerts = arguments_of(definition, "alert")
+
+    if not alerts:
+        assert definition["name"] not in ALERT_KEY_COLUMNS, "the listed alert is gone"
+        return
+    assert definition["name"] in ALERT_KEY_COLUMNS, "a new alert needs its incident columns"
+    for arguments in alerts:
+        named_by = set(re.findall(r"\b[A-Za-z_]\w*\b", argument(arguments, "name") or ""))
+        missing = ALERT_KEY_COLUMNS[definition["name"]] - named_by
+        assert not missing, f"the alert name leaves out {missing}: one incident hides the next"
+
+
+# A failed probe raises the service's alert, and a healthy one does not.
+def test_service_health_alerts_when_a_probe_fails() -> None:
+    definition = load(ARTIFACTS_SOURCE / "Hospital.Server.ServiceHealth.yaml")
+
+    (arguments,) = arguments_of(definition, "alert")
+
+    condition = argument(arguments, "condition")
+    assert condition is not None and re.fullmatch(r"NOT\s+Healthy", condition), condition
+
+
+# The certificate and the services are checked as soon as the artifact starts, not one period
+# (a day for the certificate) later: their clock starts at a time in the past.
+@pytest.mark.parametrize(
+    "name", ["Hospital.Server.CertificateExpiry", "Hospital.Server.ServiceHealth"]
+)
+def test_periodic_checks_run_at_start(name: str) -> None:
+    definition = load(ARTIFACTS_SOURCE / f"{name}.yaml")
+
+    clocks = arguments_of(definition, "clock")
+
+    assert clocks, "no clock drives the checks"
+    assert all(argument(clock, "start") == "0" for clock in clocks), clocks
+
+
+# A PHI access event names the volume (from its rule key) and the file: watch_auditd joins the
+# SYSCALL, CWD and PATH records of one event by serial, which line-by-line tailing cannot.
+def test_phi_access_events_name_the_volume_and_the_file() -> None:
+    definition = load(ARTIFACTS_SOURCE / "Hospital.Client.PhiFileAccess.yaml")
+    query = queries(definition)[0]
+
+    final = query[query.rindex("SELECT") : query.index("FROM scope()")]
+    columns = {re.split(r"\s+AS\s+", c.strip())[-1] for c in final[6:].split(",")}
+
+    assert "watch_auditd" in called(definition), "audit records are not joined by event"
+    assert "watch_syslog" not in called(definition), "single lines have no file name"
+    assert {"AuditKey", "Volume", "Path", "Program", "AccessedAt"} <= columns, columns
+    assert re.search(r"\bKey\s+IN\s+Tags\b", query), "events are not matched to rule keys"
 
 
 # watch_monitoring watches the queue of a client event artifact we ship, never file paths.
@@ -692,6 +1001,37 @@ def test_prod_export_describes_certificate_and_enrolment(prod_recording: Recordi
     assert any("not recorded" in log.message for log in prod_recording.logs), "no warning"
 
 
+# The exported check prints the issue date the stack records (notBefore) as well as the expiry,
+# and the export and the prod warning say which of the two to record.
+def test_certificate_check_prints_the_issue_date_to_record(prod_recording: Recording) -> None:
+    certificate = prod_recording.export("edr")["serverCertificate"]
+
+    printed = re.search(r"openssl x509 -noout((?: -\w+)+)$", certificate["check"])
+
+    assert printed and set(printed.group(1).split()) == {"-startdate", "-enddate"}, printed
+    assert "notBefore" in certificate["record"], certificate["record"]
+    assert "hospital:edr.certificateIssued" in certificate["record"]
+    warning = next(log.message for log in prod_recording.logs if "not recorded" in log.message)
+    assert "notBefore" in warning and "-startdate" in warning, warning
+
+
+# Enrolment first copies the server's own velociraptor binary out of the server container (the
+# image keeps it at /bin/velociraptor), then builds the agent package with that copy.
+def test_enrolment_copies_the_servers_binary_before_packaging(prod_recording: Recording) -> None:
+    enrolment = prod_recording.export("edr")["enrolment"]
+    steps = enrolment["hostInstall"]
+
+    copy = steps.index(enrolment["binaryCommand"])
+
+    package = steps.index(enrolment["debianPackageCommand"])
+    assert enrolment["binaryCommand"].startswith(
+        "docker cp hospital-prod-edr:/bin/velociraptor ./velociraptor"
+    ), enrolment["binaryCommand"]
+    assert copy < package, "the package is built before the binary is there"
+    assert steps[package].startswith("./velociraptor "), "packaged with another velociraptor"
+    assert steps.index(enrolment["clientConfigCommand"]) < package
+
+
 # A recorded issue date flows from the stack file into the export.
 def test_recorded_issue_date_reaches_the_export(tmp_path: Path) -> None:
     recording = mutated_prod(tmp_path, certificateIssued="2026-11-01")
@@ -701,7 +1041,17 @@ def test_recorded_issue_date_reaches_the_export(tmp_path: Path) -> None:
     assert certificate["notAfter"] == "2027-11-01", certificate
 
 
-# The audit rules watch every patient-data volume of the other services, not the EDR's own.
+def rule_keys(rules: list[str]) -> dict[str, str]:
+    """Volume by key, read from exported audit rules."""
+    parsed = [
+        re.fullmatch(r"-w /var/lib/docker/volumes/(\S+)/_data -p rwa -k (\S+)", r) for r in rules
+    ]
+    assert all(parsed), f"malformed rules {rules}"
+    return {match.group(2): match.group(1) for match in parsed if match}
+
+
+# The audit rules watch every patient-data volume of the other services, not the EDR's own, each
+# with a key of its own that auditctl accepts (at most 31 bytes).
 def test_audit_rules_cover_the_patient_data_volumes(prod_recording: Recording) -> None:
     phi = {
         volume.input("name")
@@ -712,10 +1062,60 @@ def test_audit_rules_cover_the_patient_data_volumes(prod_recording: Recording) -
 
     rules = prod_recording.export("edr")["auditRules"]
 
+    keys = rule_keys(rules)
     assert phi, "the prod stack has no patient-data volume"
-    assert rules == [
-        f"-w /var/lib/docker/volumes/{v}/_data -p rwa -k hospital-phi" for v in sorted(phi)
+    assert sorted(keys.values()) == sorted(phi), f"rules watch {sorted(keys.values())}"
+    assert len(keys) == len(rules), "two volumes share a key: an event cannot name its volume"
+    assert all(len(key.encode()) <= AUDIT_KEY_MAX_BYTES for key in keys), keys
+
+
+# A volume name too long for a readable key still gets a short key of its own.
+def test_long_volume_names_get_short_distinct_keys() -> None:
+    volumes = [
+        "hospital-regional-campus-north-database-data",
+        "hospital-regional-campus-north-database-files",
     ]
+
+    keys = phi_audit_keys(volumes)
+
+    assert all(len(key.encode()) <= AUDIT_KEY_MAX_BYTES for key in keys.values()), keys
+    assert len(set(keys.values())) == 2, f"keys collide: {keys}"
+    assert phi_audit_keys(["hospital-prod-emr-sites"]) == {
+        "hospital-prod-emr-sites": "phi-prod-emr-sites"
+    }
+
+
+# The rendered PhiFileAccess artifact maps exactly the exported rules' keys to their volumes.
+def test_phi_artifact_and_audit_rules_agree(prod_recording: Recording) -> None:
+    uploads = {
+        Path(upload["file"]).stem: yaml.safe_load(upload["content"])
+        for upload in edr_container(prod_recording).input("uploads")
+    }
+    parameters = uploads["Hospital.Client.PhiFileAccess"]["parameters"]
+
+    table = next(p["default"] for p in parameters if p["name"] == "AuditKeys")
+
+    rows = list(csv.DictReader(io.StringIO(table)))
+    rules = prod_recording.export("edr")["auditRules"]
+    assert {row["Key"]: row["Volume"] for row in rows} == rule_keys(rules)
+    assert len(rows) == len(rules), "a key appears twice in the artifact's table"
+
+
+# Rules and table come from one mapping, also for volumes the committed stacks do not have.
+def test_audit_rules_and_key_table_share_one_mapping() -> None:
+    volumes = ["hospital-x-pacs-storage", "hospital-a-really-long-stack-name-database-data"]
+
+    table = artifact_defaults(
+        watched_sites=[],
+        probe_period_seconds=300,
+        root_ca_pem="",
+        allowed_aets=[],
+        log_volumes={},
+        phi_volumes=volumes,
+    )["Hospital.Client.PhiFileAccess"]["AuditKeys"]
+
+    rows = {row["Key"]: row["Volume"] for row in csv.DictReader(io.StringIO(table))}
+    assert rows == rule_keys(audit_rules(volumes))
 
 
 # prod tells the operator at every `pulumi up` that the certificate's issue date is missing;
