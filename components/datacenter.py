@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pulumi
@@ -11,7 +12,7 @@ from components.compliance import compliance_summary
 from components.credentials import Credentials
 from components.database import PORT as DATABASE_PORT
 from components.database import Database
-from components.edr import Edr
+from components.edr import Edr, probe_targets
 from components.emr import Emr
 from components.gateway import Gateway
 from components.network import TrustZones
@@ -155,7 +156,7 @@ def _published(port: Publish) -> dict:
 def _flows(datacenter: HospitalDataCenter) -> list[dict]:
     """Every connection the stack is built to carry, from the party that opens it.
 
-    Outside parties are `staff`, `security-team`, `agents` and `modality:<name>`.
+    Outside parties are `staff`, `security-team`, `agents`, `internet` and `modality:<name>`.
     """
     settings, platform = datacenter.settings, datacenter.platform
     present = {record.service for record in platform.services}
@@ -194,7 +195,56 @@ def _flows(datacenter: HospitalDataCenter) -> list[dict]:
                         address=modality.host,
                     )
                 )
+    if "edr" in present:
+        flows += _edr_flows(datacenter, present)
     return flows
+
+
+def _edr_flows(datacenter: HospitalDataCenter, present: set[str]) -> list[dict]:
+    """The EDR server's own connections: its health probes of the web interfaces, which go out
+    through the host to the gateway as staff browsers do, and its download of client releases."""
+    settings = datacenter.settings
+    flows = []
+    if "gateway" in present:
+        sites = {site.service: site for site in _probed_sites(datacenter)}
+        for target in probe_targets(list(sites.values())):
+            site = sites[target.service]
+            purpose = (
+                f"health probe of {target.url} every {settings.edr.probe_period_seconds} s "
+                "(Hospital.Server.ServiceHealth)"
+            )
+            if ipaddress.ip_address(site.listen_address).is_loopback:
+                purpose += "; fails while the gateway listens on loopback"
+            flows.append(
+                _flow(
+                    "edr",
+                    "gateway",
+                    site.listen_port,
+                    "https",
+                    purpose,
+                    zone="security",
+                    address=site.listen_address,
+                )
+            )
+    if settings.edr.build_client_packages:
+        flows.append(
+            _flow(
+                "edr",
+                "internet",
+                HTTPS_PORT,
+                "https",
+                "first start only: downloads Velociraptor client releases from GitHub to build "
+                "the MSI, DEB and RPM agent packages (Container.InitializeServer)",
+                zone="security",
+            )
+        )
+    return flows
+
+
+def _probed_sites(datacenter: HospitalDataCenter) -> list[WebSite]:
+    """The web interfaces the EDR watches: the sites the data center hands Edr (EMR, PACS)."""
+    services = (getattr(datacenter, name, None) for name in ("emr", "pacs"))
+    return [service.site for service in services if service is not None]
 
 
 def _inbound(settings: Settings, service: str, port: Publish) -> list[dict]:

@@ -10,7 +10,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ OUTSIDE_PARTIES = {
     "security-team": "Security team (management network)",
     "agents": "EDR agents on endpoints",
     "backup-storage": "Backup storage",
+    "internet": "Internet",
 }
 ZONE_ROLES = {
     "edge": "the TLS gateway that staff browsers reach",
@@ -48,7 +49,18 @@ DATA_CLASSES = {
     "logs": "logs and audit trails",
     "backup": "encrypted backup archives",
 }
-CHECK_COMMAND = "python -m tools check --stack {stack} --format json > compliance-{stack}.json"
+OUTPUTS_FILE = "outputs-{stack}.json"
+COMPLIANCE_FILE = "compliance-{stack}.json"
+OUTPUTS_COMMAND = "pulumi stack output --stack {stack} --json > " + OUTPUTS_FILE
+CHECK_COMMAND = "python -m tools check --stack {stack} --format json > " + COMPLIANCE_FILE
+DOCS_COMMAND = (
+    f"python -m tools docs --stack {{stack}} --outputs {OUTPUTS_FILE} "
+    f"--compliance {COMPLIANCE_FILE}"
+)
+"""How a deployed stack's document is made: its outputs, the policy check report, the docs."""
+REGENERATE_COMMANDS = (OUTPUTS_COMMAND, CHECK_COMMAND, DOCS_COMMAND)
+LOCAL_STATE = "file://$PWD/.pulumi-state"
+"""The Pulumi backend `make up` uses: a file backend inside the repository."""
 LOG_PATTERN = "error|fatal|denied|fail"
 
 
@@ -106,13 +118,14 @@ def render(
     exports = validate_exports(outputs, source)
     sections = [
         _overview(stack, exports),
+        _running(stack, exports),
         _topology(exports),
         _ports(exports),
-        _endpoints(exports),
-        _certificates(exports),
+        _endpoints(stack, exports),
+        _certificates(stack, exports),
         _volumes(exports),
-        _backup(stack, exports),
-        _credentials(exports),
+        _backup(exports),
+        _credentials(stack, exports),
         _compliance(stack, exports, compliance),
         _health_checks(stack, exports),
     ]
@@ -138,9 +151,13 @@ def _overview(stack: str, exports: Mapping[str, Any]) -> str:
             "> **Planned stack.** This document comes from a preview, not from a deployed "
             "stack. Names, addresses, ports, images and the backup plan are those the program "
             "will create; certificate fingerprints and expiry dates exist only after "
-            "`pulumi up` and show as *issued at deploy*. Regenerate from the deployed stack "
-            f"with `pulumi stack output --json > outputs.json` and "
-            f"`python -m tools docs --stack {stack} --outputs outputs.json`.",
+            "`pulumi up` and show as *issued at deploy*. Once it is deployed, regenerate it "
+            "from the stack's outputs and the policy check report (without `--compliance` the "
+            "Compliance section reads *not evaluated*):",
+            ">",
+            "> ```sh",
+            *(f"> {command.format(stack=stack)}" for command in REGENERATE_COMMANDS),
+            "> ```",
             "",
         ]
     lines += [
@@ -174,6 +191,73 @@ def _overview(stack: str, exports: Mapping[str, Any]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _running(stack: str, exports: Mapping[str, Any]) -> str:
+    """What a new team member does, in order: deploy, read the passwords, set up the EDR."""
+    pack_config = (exports.get("compliance") or {}).get(
+        "packConfig", f"policies/config/{exports['environment']}.json"
+    )
+    lines = [
+        "## Running the stack",
+        "",
+        "1. Deploy it. On a machine with this repository, the Pulumi CLI and a Docker engine:",
+        "",
+        "   ```sh",
+        f"   make up STACK={stack}",
+        "   ```",
+        "",
+        "   `make up` keeps the Pulumi state in `.pulumi-state/` inside the repository and runs "
+        f"the policy pack with `{pack_config}`; every stack but `dev` needs "
+        "`PULUMI_CONFIG_PASSPHRASE` (or `PULUMI_CONFIG_PASSPHRASE_FILE`) set first. On a real "
+        "machine, with your own backend (`pulumi login`) and Docker host, install the policy "
+        "pack's requirements once and run `pulumi up` with the pack:",
+        "",
+        "   ```sh",
+        "   python3 -m venv policies/venv && policies/venv/bin/pip install -r "
+        "policies/requirements.txt",
+        f"   pulumi up --stack {stack} --policy-pack ./policies --policy-pack-config {pack_config}",
+        "   ```",
+        "",
+        f"2. Read the generated passwords where the stack was deployed ({_passwords_hint()}):",
+        "",
+        "   ```sh",
+        f"   {_credentials_command(stack)}",
+        f"   {_credentials_command(stack, 'ACCOUNT')}",
+        "   ```",
+        "",
+        "   The first prints every account's password, the second (with `jq`) one account's; "
+        "the accounts "
+        "are listed under *Credentials*. Keep the passwords out of tickets, chats and this "
+        "document.",
+    ]
+    step = 3
+    if "edr" in exports:
+        lines += [
+            "",
+            f"{step}. Sign in to the EDR, switch on the hospital artifacts and enrol the "
+            "endpoints: *EDR first steps* under *Endpoints*. Then date the EDR's own server "
+            "certificate: *EDR server certificate* under *Certificates*.",
+        ]
+        step += 1
+    lines += ["", f"{step}. Every day: the *Daily health checks* at the end of this document."]
+    return "\n".join(lines)
+
+
+def _passwords_hint() -> str:
+    """Where the CLI finds a stack that `make up` deployed; the passphrase is never written."""
+    return (
+        f"after `make up`, in the repository: `export PULUMI_BACKEND_URL={LOCAL_STATE}`, with "
+        "the passphrase `make up` used"
+    )
+
+
+def _credentials_command(stack: str, account: str | None = None) -> str:
+    """The CLI call that shows the generated passwords: all of them, or one account's."""
+    command = f"pulumi stack output --stack {stack} credentials --show-secrets"
+    if account is None:
+        return command
+    return f"{command} --json | jq -r '.[\"{account}\"]'"
 
 
 # ----- topology
@@ -227,6 +311,7 @@ def _topology(exports: Mapping[str, Any]) -> str:
             f'    {_port_id(key)} -->|"{port["protocol"]}/{port["containerPort"]}"| '
             f"{_service_id(port['service'])}"
         )
+    edges = []
     for flow in flows:
         source, target = _node_id(flow["source"], services), _node_id(flow["target"], services)
         label = _label(f"{flow['protocol']} {flow['port']}")
@@ -234,7 +319,9 @@ def _topology(exports: Mapping[str, Any]) -> str:
         if flow["target"] in services and key in published:
             target = _port_id(key)
         arrow = "-.->" if flow["source"] not in services and flow["target"] in services else "-->"
-        lines.append(f'    {source} {arrow}|"{label}"| {target}')
+        edges.append(f'    {source} {arrow}|"{label}"| {target}')
+    # Flows that differ only in purpose (the EDR probing two sites) share one arrow.
+    lines += list(dict.fromkeys(edges))
     lines.append("```")
     return "\n".join(lines)
 
@@ -348,30 +435,25 @@ def _party(party: str, services: Mapping[str, Any]) -> str:
     return _party_name(party)
 
 
-def _endpoints(exports: Mapping[str, Any]) -> str:
+def _endpoints(stack: str, exports: Mapping[str, Any]) -> str:
     lines = ["## Endpoints", "", "| Endpoint | Address |", "|---|---|"]
     lines += [_row(name, _code(url)) for name, url in sorted(exports["endpoints"].items())]
-    dicom = exports.get("dicom")
-    if isinstance(dicom, Mapping):
-        lines += ["", "### DICOM", "", *_dicom(dicom)]
-    edr = exports.get("edr")
-    if isinstance(edr, Mapping):
-        lines += ["", "### EDR", "", *_edr(edr)]
+    if "dicom" in exports:
+        lines += ["", "### DICOM", "", *_dicom(exports["dicom"])]
+    if "edr" in exports:
+        lines += ["", "### EDR", "", *_edr(exports["edr"])]
+        lines += ["", "### EDR first steps", "", *_edr_first_steps(stack, exports["edr"])]
     return "\n".join(lines)
 
 
 def _dicom(dicom: Mapping[str, Any]) -> list[str]:
-    lines = []
-    facts = [
-        ("AE title", dicom.get("aet")),
-        ("Address", _join_address(dicom.get("address") or dicom.get("host"), dicom.get("port"))),
-        ("TLS", _yes_no(dicom.get("tls"))),
-    ]
-    lines += [
-        f"- {name}: {_code(value) if name != 'TLS' else value}" for name, value in facts if value
+    lines = [
+        f"- AE title: {_code(dicom['aet'])}",
+        f"- Address: `{dicom['host']}:{dicom['port']}`",
+        f"- TLS: {_yes_no(dicom['tls'])}",
     ]
     modalities = dicom.get("modalities")
-    if isinstance(modalities, Mapping) and modalities:
+    if modalities:
         lines += [
             "",
             "| Modality | AE title | Host | Port | Allowed | TLS |",
@@ -381,49 +463,79 @@ def _dicom(dicom: Mapping[str, Any]) -> list[str]:
             lines.append(
                 _row(
                     name,
-                    _code(modality.get("aet", "")),
-                    modality.get("host", ""),
-                    modality.get("port", ""),
-                    ", ".join(sorted(modality.get("allow", []))),
-                    _yes_no(modality.get("tls")),
+                    _code(modality["aet"]),
+                    modality["host"],
+                    modality["port"],
+                    ", ".join(sorted(modality["allow"])),
+                    _yes_no(modality["tls"]),
                 )
             )
     return lines
 
 
 def _edr(edr: Mapping[str, Any]) -> list[str]:
-    lines = []
-    facts = (
-        ("guiUrl", "GUI (security team, management address only)"),
-        ("agentFrontendUrl", "Agent frontend"),
-    )
-    lines += [f"- {title}: {_code(edr[key])}" for key, title in facts if edr.get(key)]
+    lines = [
+        f"- GUI (security team, management address only): {_code(edr['guiUrl'])}",
+        f"- Agent frontend: {_code(edr['agentFrontendUrl'])}",
+    ]
     for key, title in (
         ("clientEvents", "Client monitoring"),
         ("serverEvents", "Server monitoring"),
     ):
-        if edr.get(key):
-            lines.append(f"- {title}: " + ", ".join(_code(name) for name in _names(edr[key])))
-    enrolment = edr.get("enrolment")
-    if isinstance(enrolment, Mapping) and enrolment.get("hostInstall"):
-        lines += ["", "Enrol an endpoint (on a Debian host, as an administrator):", "", "```sh"]
-        lines += [str(command) for command in enrolment["hostInstall"]]
-        lines.append("```")
-        if enrolment.get("note"):
-            lines += ["", str(enrolment["note"])]
-    rules = edr.get("auditRules")
-    if rules:
-        lines += ["", "Host audit rules (auditd) for PHI file access:", "", "```"]
-        lines += [str(rule) for rule in rules]
+        if edr[key]:
+            lines.append(f"- {title}: " + ", ".join(_code(name) for name in edr[key]))
+    if edr["auditRules"]:
+        lines += ["", "Host audit rules (`auditRules`, for auditd) on PHI volumes:", "", "```"]
+        lines += edr["auditRules"]
         lines.append("```")
     return lines
 
 
+def _edr_first_steps(stack: str, edr: Mapping[str, Any]) -> list[str]:
+    """Sign in, switch the hospital artifacts on, enrol endpoints: once, after the first start."""
+    where = ""
+    if edr.get("guiAddress"):
+        where = (
+            f" (published on the management address {edr['guiAddress']} only; its host name "
+            "must resolve to that address)"
+        )
+    steps = [
+        [
+            f"Sign in to the GUI at {_code(edr['guiUrl'])}{where} as user "
+            f"{_code(edr['adminUser'])}, with the password of the "
+            f"{_code(edr['adminPasswordAccount'])} credential:",
+            "",
+            "```sh",
+            _credentials_command(stack, edr["adminPasswordAccount"]),
+            "```",
+            "",
+            "The server takes that password only at its first start: after a credential "
+            "rotation the GUI keeps the old one until you change it there.",
+        ]
+    ]
+    steps += [[step] for step in edr.get("monitoringSetup", [])]
+    enrolment = edr["enrolment"]
+    enrol = ["Enrol an endpoint (on a Debian host, as an administrator):", "", "```sh"]
+    enrol += [*enrolment["hostInstall"], "```"]
+    if enrolment.get("note"):
+        enrol += ["", enrolment["note"]]
+    steps.append(enrol)
+    lines = [
+        "Once, after the first `pulumi up` (the server makes its configuration, CA and "
+        "certificate at its first start):",
+        "",
+    ]
+    for number, step in enumerate(steps, 1):
+        lines.append(f"{number}. {step[0]}")
+        lines += [f"   {line}" if line else "" for line in step[1:]]
+        lines.append("")
+    return lines[:-1]
+
+
 def _edr_clients_command(edr: Mapping[str, Any]) -> str | None:
     """The server-side query listing enrolled clients, from the exported velociraptor call."""
-    enrolment = edr.get("enrolment")
-    command = enrolment.get("clientConfigCommand") if isinstance(enrolment, Mapping) else None
-    match = re.match(r"^(docker exec \S+ \S+ --config \S+) config client", str(command or ""))
+    command = edr["enrolment"]["clientConfigCommand"]
+    match = re.match(r"^(docker exec \S+ \S+ --config \S+) config client", command)
     if match is None:
         return None
     return (
@@ -433,7 +545,7 @@ def _edr_clients_command(edr: Mapping[str, Any]) -> str | None:
     )
 
 
-def _certificates(exports: Mapping[str, Any]) -> str:
+def _certificates(stack: str, exports: Mapping[str, Any]) -> str:
     pki, planned = exports["pki"], exports["planned"]
     ca = "the hospital's own CA" if pki["ownCa"] else "a CA generated for this stack"
     lines = [
@@ -460,7 +572,48 @@ def _certificates(exports: Mapping[str, Any]) -> str:
                 certificate["notAfter"][:10] if known else "issued at deploy",
             )
         )
+    if "edr" in exports:
+        lines += ["", *_edr_server_certificate(stack, exports["edr"]["serverCertificate"])]
     return "\n".join(lines)
+
+
+def _edr_server_certificate(stack: str, certificate: Mapping[str, Any]) -> list[str]:
+    """The certificate Velociraptor makes itself: its dates are those recorded in the stack."""
+    lines = [
+        "### EDR server certificate",
+        "",
+        f"{_code(certificate['name'])}, the certificate the EDR frontend shows its agents, is "
+        f"issued by {certificate['issuer']} at the server's first start, not by the stack's CA, "
+        f"and is valid {certificate['validityDays']} days; an expired one stops every agent "
+        f"from connecting. The {_code(certificate['watchedBy'])} artifact watches it from "
+        "inside the server.",
+        "",
+    ]
+    recorded = certificate["status"] == "recorded"
+    if recorded:
+        renew = (
+            f"; renew it from {certificate['renewFrom']}" if certificate.get("renewFrom") else ""
+        )
+        lines += [
+            f"- Issued: {certificate['issued']} (recorded in the stack file)",
+            f"- Expires: {certificate['notAfter']}{renew}",
+        ]
+    else:
+        lines += ["- Issued: **not recorded**", "- Expires: **not recorded**"]
+    days = certificate["validityDays"]
+    lines += [
+        "",
+        ("After reissuing it, read" if recorded else "Read")
+        + " its dates on the Docker host and record its notBefore date (the issue date; "
+        f"notAfter, {days} days later, is the expiry), so that `pulumi up` warns before it "
+        "lapses:",
+        "",
+        "```sh",
+        certificate["check"],
+        f"pulumi config set --stack {stack} --path hospital:edr.certificateIssued YYYY-MM-DD",
+        "```",
+    ]
+    return lines
 
 
 def _volumes(exports: Mapping[str, Any]) -> str:
@@ -500,33 +653,33 @@ def _coverage(volume: Mapping[str, Any]) -> str:
     return "yes" if volume["backedUp"] else "**no**"
 
 
-def _backup(stack: str, exports: Mapping[str, Any]) -> str:
-    plan = exports.get("backup")
+def _backup(exports: Mapping[str, Any]) -> str:
     lines = ["## Backup and restore", ""]
-    if not isinstance(plan, Mapping):
+    if "backup" not in exports:
         lines.append(
             "This stack exports no backup plan: nothing on it is backed up by the program."
         )
         return "\n".join(lines)
-    if not plan.get("enabled"):
+    plan = exports["backup"]
+    if not plan["enabled"]:
         lines.append(
             "Backups are **disabled** for this stack (`hospital:backup.enabled` is false): "
             "nothing on it is backed up and there is nothing to restore."
         )
         return "\n".join(lines)
 
-    retention = plan.get("retention", {})
+    retention = plan["retention"]
     facts = [
-        ("Schedule (cron, host time zone)", _code(plan.get("schedule", "?"))),
-        ("Recovery point objective", f"{plan.get('rpoHours', '?')} hours"),
+        (f"Schedule (cron, {plan['timeZone']})", _code(plan["schedule"])),
+        ("Recovery point objective", f"{plan['rpoHours']} hours"),
         (
             "Retention",
-            f"newest backup of each of the last {retention.get('daily', '?')} days and "
-            f"{retention.get('weekly', '?')} weeks",
+            f"newest backup of each of the last {retention['daily']} days and "
+            f"{retention['weekly']} weeks",
         ),
-        ("Destination", _code(_scalar_or_url(plan.get("destination", "?")))),
-        ("Encrypted to (age recipients)", ", ".join(_code(r) for r in plan.get("recipients", []))),
-        ("Backup container", _code(plan.get("container", "?"))),
+        ("Destination", _code(plan["destination"])),
+        ("Encrypted to (age recipients)", ", ".join(_code(r) for r in plan["recipients"])),
+        ("Backup container", _code(plan["container"])),
     ]
     lines += [f"- {name}: {value}" for name, value in facts]
     covered = [v["name"] for v in exports["volumes"] if v["backedUp"]]
@@ -537,35 +690,11 @@ def _backup(stack: str, exports: Mapping[str, Any]) -> str:
         "never on this host):",
         "",
     ]
-    steps = plan.get("restoreSteps")
-    if isinstance(steps, list) and steps:
-        lines += [f"{index}. {step}" for index, step in enumerate(steps, 1)]
-    else:
-        lines += _default_restore_steps(stack, exports, plan)
+    lines += [f"{index}. {step}" for index, step in enumerate(plan["restoreSteps"], 1)]
     return "\n".join(lines)
 
 
-def _default_restore_steps(stack: str, exports: Mapping[str, Any], plan: Mapping) -> list[str]:
-    services = exports["services"]
-    writers = sorted(
-        {v["service"] for v in exports["volumes"] if v["backedUp"]} & set(services) - {"backup"}
-    )
-    stop = " ".join(services[name]["container"] for name in writers)
-    return [
-        "1. Choose the backup directory (newest first) under the destination and verify it "
-        f"without writing anything: `docker exec {plan.get('container', '?')} restore "
-        "--identity /path/to/identity --verify-only BACKUP_DIR`.",
-        f"2. Stop the services whose volumes are restored: `docker stop {stop}`.",
-        "3. Restore the database dump and every volume archive with `restore --identity FILE "
-        "BACKUP_DIR` (it drops and recreates the dumped databases and empties each volume "
-        "first).",
-        f"4. Start them again: `docker start {stop}` (or `pulumi up` for stack `{stack}`).",
-        "5. Run the daily health checks below; every container must report `healthy`.",
-        "6. Record the restore test as the `restore-test` attestation in the stack file.",
-    ]
-
-
-def _credentials(exports: Mapping[str, Any]) -> str:
+def _credentials(stack: str, exports: Mapping[str, Any]) -> str:
     policy = exports["passwordPolicy"]
     accounts = exports["credentialAccounts"]
     return "\n".join(
@@ -576,7 +705,8 @@ def _credentials(exports: Mapping[str, Any]) -> str:
             f"with at least one of each class ({', '.join(policy['characterClasses'])}); "
             f"they were last rotated on {policy['rotation']}{_rotation_due(exports)}. Rotating "
             "means changing `hospital:credentials.rotation` to today's date and running "
-            "`pulumi up`. The passwords are stack secrets and appear in no document.",
+            "`pulumi up`. The passwords are stack secrets and appear in no document; read "
+            f"them with `{_credentials_command(stack)}` ({_passwords_hint()}).",
             "",
             "Accounts: " + ", ".join(_code(account) for account in accounts) + ".",
         ]
@@ -606,7 +736,7 @@ def _compliance(
         lines += [
             "The policy check was **not evaluated** for this document. Run "
             f"`{CHECK_COMMAND.format(stack=stack)}` and pass `--compliance "
-            f"compliance-{stack}.json`.",
+            f"{COMPLIANCE_FILE.format(stack=stack)}`.",
         ]
     else:
         statuses = compliance.get("attestations") or {}
@@ -730,41 +860,34 @@ def _health_checks(stack: str, exports: Mapping[str, Any]) -> str:
         + ", ".join(f"`{a}:{p}`" for a, p in sorted(_published(exports)))
         + ".",
     ]
-    edr = exports.get("edr")
     lines += ["", "5. EDR agents reporting in (every enrolled endpoint seen within the day):", ""]
-    if not isinstance(edr, Mapping):
+    if "edr" not in exports:
         lines.append("   This stack exports no EDR service; there is no client list to check.")
     else:
+        edr = exports["edr"]
         command = _edr_clients_command(edr)
         if command:
             lines += ["   ```sh", f"   {command}", "   ```", ""]
-        if edr.get("guiUrl"):
-            lines.append(
-                f"   Or in the GUI at {_code(edr['guiUrl'])}: search clients for `all` and read "
-                "the last-seen column."
-            )
-        certificate = edr.get("serverCertificate")
-        if isinstance(certificate, Mapping) and certificate.get("check"):
-            lines += [
-                "",
-                "   The EDR server's own certificate (issued by Velociraptor, not by the stack's "
-                "CA) and its expiry:",
-                "",
-                "   ```sh",
-                f"   {certificate['check']}",
-                "   ```",
-            ]
+        lines += [
+            f"   Or in the GUI at {_code(edr['guiUrl'])}: search clients for `all` and read "
+            "the last-seen column.",
+            "",
+            "   The EDR server's own certificate (issued by Velociraptor, not by the stack's "
+            "CA), its issue date (notBefore) and expiry (notAfter):",
+            "",
+            "   ```sh",
+            f"   {edr['serverCertificate']['check']}",
+            "   ```",
+        ]
     backup = exports.get("backup")
-    if isinstance(backup, Mapping) and backup.get("enabled"):
-        container = backup.get("container", "?")
+    if backup is not None and backup["enabled"]:
         lines += [
             "",
             "6. Last night's backup ran (the backup container turns `unhealthy` when the newest "
-            f"backup is older than the {backup.get('rpoHours', '?')}-hour recovery point "
-            "objective):",
+            f"backup is older than the {backup['rpoHours']}-hour recovery point objective):",
             "",
             "   ```sh",
-            f"   docker logs --since 26h {container} 2>&1 | tail -n 20",
+            f"   docker logs --since 26h {backup['container']} 2>&1 | tail -n 20",
             "   ```",
         ]
     return "\n".join(lines)
@@ -790,28 +913,6 @@ def _yes_no(value: Any) -> str:
     return "yes" if value else "no"
 
 
-def _join_address(host: Any, port: Any) -> str | None:
-    if not host:
-        return None
-    return f"{host}:{port}" if port else str(host)
-
-
-def _scalar_or_url(value: Any) -> str:
-    if isinstance(value, Mapping):
-        for key in ("url", "address", "path", "volume", "name"):
-            if value.get(key):
-                return str(value[key])
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _names(values: Iterable[Any]) -> list[str]:
-    return [
-        value.get("name", str(value)) if isinstance(value, Mapping) else str(value)
-        for value in values
-    ]
-
-
 # ----------------------------------------------------------------------------- command
 
 
@@ -821,7 +922,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outputs",
         type=Path,
-        help="document a deployed stack from this `pulumi stack output --json` file",
+        help="document a deployed stack from this `pulumi stack output --json` file (with "
+        "--compliance, else the Compliance section reads 'not evaluated')",
     )
     parser.add_argument(
         "--compliance",

@@ -14,7 +14,9 @@ import jsonschema
 from components.datacenter import EXPORT_SCHEMA_VERSION
 from tools.recording import REDACTED, UNKNOWN_MARK
 
-OUTSIDE_PARTY = re.compile(r"^(staff|security-team|agents|backup-storage|modality:[A-Za-z0-9_-]+)$")
+OUTSIDE_PARTY = re.compile(
+    r"^(staff|security-team|agents|backup-storage|internet|modality:[A-Za-z0-9_-]+)$"
+)
 """The parties outside the host that a flow may name."""
 
 SECRET_EXPORTS = frozenset({"credentials"})
@@ -25,16 +27,20 @@ BOOLEAN = {"type": "boolean"}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 COUNT = {"type": "integer", "minimum": 0}
 ADDRESS = {"type": "string", "format": "ipv4"}
+HOST = {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"}
+"""An IPv4 address or a DNS host name, as a modality's address may be."""
+URL = {"type": "string", "pattern": r"^https://[^\s/]+/\S*$"}
 TIMESTAMP = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+DATE_OR_NULL = {**DATE, "type": ["string", "null"]}
 SERVICE = {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}
 ZONE = {"enum": ["edge", "clinical", "data", "security"]}
 LEVEL = {"enum": ["advisory", "mandatory", "remediate", "disabled"]}
 DUE = {"date": DATE, "maximumAgeDays": COUNT, "expires": DATE}
 
 
-def _array(items: dict) -> dict:
-    return {"type": "array", "items": items}
+def _array(items: dict, min_items: int = 0) -> dict:
+    return {"type": "array", "items": items, "minItems": min_items}
 
 
 def _map(values: dict) -> dict:
@@ -68,15 +74,129 @@ FLOW = _object(
         "protocol": STRING,
         "purpose": STRING,
     },
-    {"zone": ZONE, "address": ADDRESS},
+    {"zone": ZONE, "address": HOST},
 )
 """A connection one party opens to another. Parties are service names (keys of `services`)
 or outside parties (OUTSIDE_PARTY); `zone` is the trust zone it crosses inside the host,
-`address` the host address it arrives on (or the outside address it goes to)."""
+`address` the host address it arrives on (or the outside address or host name it goes to)."""
 
 CERTIFICATE = _object(
     {"subject": STRING, "sans": _array(STRING), "sha256": STRING, "notAfter": TIMESTAMP}
 )
+
+DICOM_SERVICE = {"enum": ["echo", "find", "get", "move", "store"]}
+
+DICOM = _object(
+    {"aet": STRING, "host": ADDRESS, "port": PORT, "endpoint": STRING, "tls": BOOLEAN},
+    {
+        # Added within v1.
+        "modalities": _map(
+            _object(
+                {
+                    "aet": STRING,
+                    "host": HOST,
+                    "port": PORT,
+                    "allow": _array(DICOM_SERVICE),
+                    "tls": BOOLEAN,
+                }
+            )
+        ),
+    },
+)
+"""The PACS's DICOM server as modalities reach it, and the peers it trusts."""
+
+EDR_SERVER_CERTIFICATE = {
+    **_object(
+        {
+            "name": STRING,
+            "issuer": STRING,
+            "validityDays": COUNT,
+            "status": {"enum": ["recorded", "unrecorded"]},
+            "check": STRING,
+            "watchedBy": STRING,
+        },
+        {
+            "issued": DATE_OR_NULL,
+            "notAfter": DATE_OR_NULL,
+            "renewFrom": DATE_OR_NULL,
+            "record": STRING,
+        },
+    ),
+    # A recorded issue date comes with the expiry computed from it.
+    "if": {"required": ["status"], "properties": {"status": {"const": "recorded"}}},
+    "then": {"required": ["issued", "notAfter"], "properties": {"issued": DATE, "notAfter": DATE}},
+}
+"""The certificate Velociraptor makes for itself at first start: dated from the stack file."""
+
+EDR = _object(
+    {
+        "guiUrl": URL,
+        "agentFrontendUrl": URL,
+        "adminUser": STRING,
+        "adminPasswordAccount": STRING,
+        "serverEvents": _array(STRING),
+        "clientEvents": _array(STRING),
+        "serverCertificate": EDR_SERVER_CERTIFICATE,
+        "enrolment": _object(
+            {
+                "serverUrl": URL,
+                "clientConfigCommand": STRING,
+                "hostInstall": _array(STRING, min_items=1),
+            },
+            {"debianPackageCommand": STRING, "binaryCommand": STRING, "note": STRING},
+        ),
+        "auditRules": _array(STRING),
+    },
+    {
+        "guiAddress": ADDRESS,
+        "artifacts": _array(STRING),
+        "volumes": _map(STRING),
+        # Added within v1.
+        "monitoringSetup": _array(STRING, min_items=1),
+    },
+)
+"""The Velociraptor server: where to sign in, what it monitors, how endpoints enrol."""
+
+BACKUP = {
+    **_object(
+        {"enabled": BOOLEAN},
+        {
+            "schedule": STRING,
+            "timeZone": STRING,
+            "rpoHours": {"type": "integer", "minimum": 1},
+            "retention": _object({"daily": COUNT, "weekly": COUNT}),
+            "destination": STRING,
+            "recipients": _array(STRING, min_items=1),
+            "recipientFingerprints": _array(STRING),
+            "container": STRING,
+            "image": STRING,
+            "baseImage": STRING,
+            "coveredVolumes": _array(STRING),
+            "database": {
+                **_object({"schema": STRING, "host": STRING, "binlogVolume": STRING}),
+                "type": ["object", "null"],
+            },
+            "restoreSteps": _array(STRING, min_items=1),
+            "restoreCommands": {"type": "object"},
+        },
+    ),
+    # A disabled plan is `{"enabled": false}` alone; an enabled one says when, where and how.
+    "if": {"required": ["enabled"], "properties": {"enabled": {"const": True}}},
+    "then": {
+        "required": [
+            "schedule",
+            "timeZone",
+            "rpoHours",
+            "retention",
+            "destination",
+            "recipients",
+            "container",
+            "coveredVolumes",
+            "restoreSteps",
+        ]
+    },
+}
+"""The backup job's plan and its restore runbook."""
 
 EXPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -128,7 +248,7 @@ EXPORT_SCHEMA: dict[str, Any] = {
                 {
                     "container": STRING,
                     "image": STRING,
-                    "zones": {**_array(ZONE), "minItems": 1},
+                    "zones": _array(ZONE, min_items=1),
                     "ports": _array(PUBLISHED_PORT),
                 },
                 {"aliases": _array(STRING), "memoryMb": COUNT},
@@ -155,6 +275,10 @@ EXPORT_SCHEMA: dict[str, Any] = {
         "attestations": _array(
             _object({"item": STRING, "by": STRING, "date": DATE, "evidence": STRING})
         ),
+        # Optional: a stack without the service exports none, and the document says so.
+        "dicom": DICOM,
+        "edr": EDR,
+        "backup": BACKUP,
         # Added within v1; a stack deployed before has neither.
         "stack": STRING,
         "compliance": _object(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tools import docs
 from tools.docs import PreviewDocument, preview_document, render
 from tools.export_schema import ExportSchemaError, validate_exports
+from tools.preview import REPO_ROOT
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -33,6 +37,42 @@ MERMAID_SUBGRAPH = re.compile(rf"^subgraph (?P<id>{MERMAID_ID})(\[{MERMAID_LABEL
 def document(request) -> PreviewDocument:
     """The document of each committed stack, from the offline preview."""
     return preview_document(request.param)
+
+
+@pytest.fixture(scope="module")
+def prod_document() -> PreviewDocument:
+    """The committed prod stack's document: the one with every optional export filled."""
+    return preview_document("prod")
+
+
+@pytest.fixture(scope="module")
+def variant_document(tmp_path_factory) -> PreviewDocument:
+    """Prod with the EDR certificate's issue date recorded, no client packages built at first
+    start and a modality named by its DNS host name."""
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
+    config = stack["config"]
+    config["hospital:edr"].update(certificateIssued="2026-03-01", buildClientPackages=False)
+    config["hospital:pacs"]["modalities"]["READING1"]["host"] = "reading1.radiology.example.org"
+    stack_file = tmp_path_factory.mktemp("variant") / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(stack))
+    return preview_document("prod", stack_file)
+
+
+def unlisted(text: str, names: list[str]) -> list[str]:
+    """The names the document never shows as a whole `backticked` name (as its tables do): a
+    container name inside a longer volume name does not count."""
+    return [name for name in names if f"`{name}`" not in text]
+
+
+def section(text: str, heading: str) -> str:
+    """The body of the section under `heading` (a `## ` or `### ` line), up to the next one."""
+    level = heading.split(" ", 1)[0]
+    body = text.split(f"\n{heading}\n", 1)[1]
+    return re.split(rf"^#{{2,{len(level)}}} ", body, maxsplit=1, flags=re.M)[0]
+
+
+def flows_between(outputs: dict, source: str, target: str) -> list[dict]:
+    return [f for f in outputs["flows"] if (f["source"], f["target"]) == (source, target)]
 
 
 def mermaid_blocks(text: str) -> list[list[str]]:
@@ -102,10 +142,26 @@ def test_every_container_network_volume_and_published_port_appears(
         for port in container.input("ports", []) or []
     ]
 
-    missing = [name for name in names + listeners if f"{name}" not in document.text]
+    missing = unlisted(document.text, names + listeners)
 
     assert names, f"stack {recording.stack} recorded no containers, networks or volumes"
     assert missing == [], f"docs/{recording.stack}.md does not mention {missing}"
+
+
+# The completeness check matches whole names: a container named only as the prefix of its
+# volumes' names (hospital-prod-emr in hospital-prod-emr-sites) counts as missing.
+def test_completeness_check_misses_a_container_named_only_inside_volume_names(
+    prod_document: PreviewDocument,
+) -> None:
+    container = next(
+        r.input("name") for r in prod_document.recording.of_type(CONTAINER) if "emr" in r.name
+    )
+    text = prod_document.text.replace(f"`{container}`", "`(removed)`")
+
+    missing = unlisted(text, [container])
+
+    assert f"{container}-" in text, f"no volume name starts with {container}: nothing to show"
+    assert missing == [container], f"{container} was counted although no table lists it"
 
 
 # Published ports appear as rows of the ports table, not only somewhere in the text.
@@ -287,3 +343,196 @@ def test_check_option_reports_a_stale_document(document: PreviewDocument, tmp_pa
     current = docs.main([*arguments, "--check"])
 
     assert (stale, current) == (1, 0), f"--check exit codes {stale}, {current}"
+
+
+def _set(path: str, value: object):
+    """A mutation of the outputs: `value` at the dotted `path`."""
+
+    def mutate(outputs: dict) -> None:
+        *parents, last = path.split(".")
+        target = outputs
+        for key in parents:
+            target = target[key]
+        target[last] = value
+
+    return mutate
+
+
+def _drop(path: str):
+    """A mutation of the outputs: the key at the dotted `path` removed."""
+
+    def mutate(outputs: dict) -> None:
+        *parents, last = path.split(".")
+        target = outputs
+        for key in parents:
+            target = target[key]
+        del target[last]
+
+    return mutate
+
+
+BROKEN_EXPORTS = {
+    "edr not an object": (_set("edr", "velociraptor"), "'edr'"),
+    "edr without its GUI": (_drop("edr.guiUrl"), "'edr': 'guiUrl' is a required"),
+    "edr enrolment as one string": (
+        _set("edr.enrolment.hostInstall", "sh install.sh"),
+        "'edr.enrolment.hostInstall'",
+    ),
+    "edr certificate recorded without dates": (
+        _set("edr.serverCertificate.status", "recorded"),
+        "'edr.serverCertificate': 'issued' is a required",
+    ),
+    "edr certificate expiry not a date": (
+        _set("edr.serverCertificate.notAfter", "next year"),
+        "'edr.serverCertificate.notAfter'",
+    ),
+    "edr setup steps not a list": (_set("edr.monitoringSetup", "GUI"), "'edr.monitoringSetup'"),
+    "dicom port out of range": (_set("dicom.port", 70000), "'dicom.port'"),
+    "dicom modality allowed an unknown service": (
+        _set("dicom.modalities.CT1.allow", ["push"]),
+        "'dicom.modalities.CT1.allow.0'",
+    ),
+    "backup without enabled": (_set("backup", {}), "'backup': 'enabled' is a required"),
+    "backup enabled as text": (_set("backup.enabled", "yes"), "'backup.enabled'"),
+    "enabled backup without schedule": (
+        _drop("backup.schedule"),
+        "'backup': 'schedule' is a required",
+    ),
+    "enabled backup without restore steps": (
+        _set("backup.restoreSteps", []),
+        "'backup.restoreSteps'",
+    ),
+    "backup retention negative": (_set("backup.retention.daily", -1), "'backup.retention.daily'"),
+}
+
+
+# A broken edr, dicom or backup export is refused naming its path; it never drops a section.
+@pytest.mark.parametrize("mutation", BROKEN_EXPORTS.values(), ids=list(BROKEN_EXPORTS))
+def test_broken_service_exports_are_rejected_naming_the_path(
+    prod_document: PreviewDocument, mutation
+) -> None:
+    mutate, expected = mutation
+    outputs = copy.deepcopy(prod_document.outputs)
+    mutate(outputs)
+
+    with pytest.raises(ExportSchemaError) as raised:
+        render("prod", outputs, prod_document.compliance, "outputs.json")
+
+    assert f"export {expected}" in str(raised.value), str(raised.value)
+
+
+# A disabled backup is `{"enabled": false}` alone, and the document says nothing is backed up.
+def test_disabled_backup_export_is_valid_and_documented(prod_document: PreviewDocument) -> None:
+    outputs = {**prod_document.outputs, "backup": {"enabled": False}}
+
+    text = render("prod", outputs, prod_document.compliance, "test")
+
+    assert "Backups are **disabled**" in section(text, "## Backup and restore")
+
+
+# The planned document's banner carries the three commands that regenerate it from a deployed
+# stack, and they give the very document of the preview (the check report included).
+def test_banner_commands_regenerate_the_same_document(
+    document: PreviewDocument, tmp_path: Path, monkeypatch
+) -> None:
+    stack = document.recording.stack
+    banner = document.text.split("> **Planned stack.**", 1)[1].split("\n\n", 1)[0]
+    commands = re.findall(r"^> (\S.*)$", banner, re.M)
+    commands = [c for c in commands if not c.startswith("```")]
+    outputs_file = commands[0].rsplit("> ", 1)[1]
+    compliance_file = commands[1].rsplit("> ", 1)[1]
+    arguments = shlex.split(commands[2])[4:]
+    (tmp_path / outputs_file).write_text(json.dumps(document.outputs))
+    (tmp_path / compliance_file).write_text(json.dumps(document.compliance))
+    monkeypatch.chdir(tmp_path)
+
+    code = docs.main([*arguments, "--out", "regenerated.md"])
+
+    assert commands[0].startswith(f"pulumi stack output --stack {stack} --json"), commands
+    assert commands[1].startswith(f"python -m tools check --stack {stack} --format json"), commands
+    assert commands[2].startswith("python -m tools docs") and "--compliance" in arguments
+    assert code == 0
+    assert (tmp_path / "regenerated.md").read_text() == document.text, "banner commands differ"
+
+
+# A new team member finds how to deploy (make up, or pulumi up with the stack's pack config)
+# and how to read the generated passwords, with account names only.
+def test_document_says_how_to_deploy_and_read_the_passwords(document: PreviewDocument) -> None:
+    stack, outputs = document.recording.stack, document.outputs
+    running = section(document.text, "## Running the stack")
+    pack_config = outputs["compliance"]["packConfig"]
+
+    assert f"make up STACK={stack}" in running, running
+    assert (
+        f"pulumi up --stack {stack} --policy-pack ./policies --policy-pack-config {pack_config}"
+        in running
+    ), running
+    assert f"pulumi stack output --stack {stack} credentials --show-secrets" in running, running
+    credentials = section(document.text, "## Credentials")
+    assert all(f"`{account}`" in credentials for account in outputs["credentialAccounts"])
+
+
+# The EDR first steps: the GUI user and its credential, every exported monitoring setup step
+# and every enrolment command, in that order.
+def test_edr_first_steps_come_from_the_edr_export(document: PreviewDocument) -> None:
+    edr = document.outputs["edr"]
+    steps = section(document.text, "### EDR first steps")
+    expected = [
+        f"as user `{edr['adminUser']}`",
+        f"`{edr['adminPasswordAccount']}` credential",
+        f'.["{edr["adminPasswordAccount"]}"]',
+        *edr["monitoringSetup"],
+        *edr["enrolment"]["hostInstall"],
+    ]
+
+    positions = [steps.find(text) for text in expected]
+
+    assert -1 not in positions, [t for t, at in zip(expected, positions, strict=True) if at < 0]
+    assert positions == sorted(positions), "EDR first steps are out of order"
+
+
+# The EDR server certificate is in the Certificates section: "not recorded" with the command
+# that reads it, or its recorded issue and expiry dates.
+def test_edr_server_certificate_is_listed_recorded_or_not(
+    prod_document: PreviewDocument, variant_document: PreviewDocument
+) -> None:
+    unrecorded = section(prod_document.text, "### EDR server certificate")
+    recorded = section(variant_document.text, "### EDR server certificate")
+    certificate = variant_document.outputs["edr"]["serverCertificate"]
+
+    assert "**not recorded**" in unrecorded, unrecorded
+    assert prod_document.outputs["edr"]["serverCertificate"]["check"] in unrecorded
+    assert f"Issued: {certificate['issued']}" in recorded, recorded
+    assert f"Expires: {certificate['notAfter']}" in recorded, recorded
+    assert "not recorded" not in recorded, recorded
+
+
+# The connections table lists the EDR's probes of the EMR and PACS sites through the gateway's
+# published port, and its download of client releases only when it builds client packages.
+def test_flows_include_the_edr_probes_and_release_download(
+    prod_document: PreviewDocument, variant_document: PreviewDocument
+) -> None:
+    outputs = prod_document.outputs
+    gateway_ports = {(p["address"], p["hostPort"]) for p in outputs["services"]["gateway"]["ports"]}
+    probes = flows_between(outputs, "edr", "gateway")
+    probed = {
+        service
+        for service in ("emr", "pacs")
+        for flow in probes
+        if outputs["endpoints"][service].split("/")[2].split(":")[0] in flow["purpose"]
+    }
+
+    assert probed == {"emr", "pacs"}, f"EDR probes found: {[f['purpose'] for f in probes]}"
+    assert all((f["address"], f["port"]) in gateway_ports for f in probes), probes
+    assert len(flows_between(outputs, "edr", "internet")) == 1
+    assert flows_between(variant_document.outputs, "edr", "internet") == []
+    assert "| edr (`hospital-prod-edr`) | Internet | 443 |" in prod_document.text
+
+
+# A modality named by its DNS host name is a valid flow address, not a schema error.
+def test_modality_host_name_is_accepted_as_flow_address(
+    variant_document: PreviewDocument,
+) -> None:
+    addresses = [flow.get("address") for flow in variant_document.outputs["flows"]]
+
+    assert "reading1.radiology.example.org" in addresses, addresses
