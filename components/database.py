@@ -62,19 +62,10 @@ APP_ACCOUNT = "database-app"
 BACKUP_ACCOUNT = "database-backup"
 BACKUP_USER = "backup"
 
-# Every variable this component sets, with where the image reads it
+# The variables this component sets are read by the image's entrypoint
 # (MariaDB/mariadb-docker 11.4/docker-entrypoint.sh): `_mariadb_file_env` in docker_setup_env
 # reads MARIADB_ROOT_HOST, MARIADB_DATABASE, MARIADB_USER, MARIADB_PASSWORD and
 # MARIADB_ROOT_PASSWORD, each also as `<name>_FILE`. All are ignored once the data exists.
-IMAGE_ENV = frozenset(
-    {
-        "MARIADB_ROOT_PASSWORD_FILE",
-        "MARIADB_PASSWORD_FILE",
-        "MARIADB_DATABASE",
-        "MARIADB_USER",
-        "MARIADB_ROOT_HOST",
-    }
-)
 
 # The entrypoint starts as root to chown the data directory and the audit log directory, then
 # re-executes itself as `mysql` through gosu; the server itself holds no capability.
@@ -160,7 +151,7 @@ class Database(pulumi.ComponentResource):
         self.backup_password_account = BACKUP_ACCOUNT
         self.rotation_runbook = APP_PASSWORD_ROTATION_RUNBOOK
 
-        certificate = platform.pki.issue(SERVICE, [ALIAS, container_name, SERVICE])
+        certificate = platform.pki.issue(SERVICE, [ALIAS, container_name])
         self.ca_cert_pem = certificate.ca_cert_pem
 
         data = platform.volumes.create(SERVICE, "data", "phi", self)

@@ -30,29 +30,11 @@ DATABASE_CA_PATH = "/root/certs/mysql/server/mysql-ca"
 
 ADMIN_ACCOUNT = "emr-admin"
 
-# Every variable this component sets, with where the image reads it: `prepareVariables` in
+# The variables this component sets are read by the image: `prepareVariables` in
 # utilities/devtoolsLibrary.source (MYSQL_HOST, MYSQL_PORT, MYSQL_ROOT_USER, MYSQL_ROOT_PASS,
 # MYSQL_USER, MYSQL_PASS, MYSQL_DATABASE, OE_USER, OE_PASS), and the installer
 # (library/classes/Installer.class.php, create_database_user) for FORCE_DATABASE_SSL_CONNECT.
-IMAGE_ENV = frozenset(
-    {
-        "MYSQL_HOST",
-        "MYSQL_PORT",
-        "MYSQL_ROOT_USER",
-        "MYSQL_ROOT_PASS",
-        "MYSQL_USER",
-        "MYSQL_PASS",
-        "MYSQL_DATABASE",
-        "OE_USER",
-        "OE_PASS",
-        "FORCE_DATABASE_SSL_CONNECT",
-    }
-)
-SECRET_ENV = frozenset({"MYSQL_ROOT_PASS", "MYSQL_PASS", "OE_PASS"})
-# Names that appear in compose files for this image but that it never reads.
-IGNORED_ENV = frozenset(
-    {"OE_MYSQL_HOST", "OE_MYSQL_USER", "OE_MYSQL_PASS", "OE_MYSQL_DB", "FORCE_HTTPS"}
-)
+# Compose files for this image also show OE_MYSQL_* and FORCE_HTTPS, which it never reads.
 # auto_configure.php splits each `key=value` argument at every "=", and openemr.sh splits the
 # argument list at spaces: a password holding one of these is cut short during setup.
 INSTALLER_UNSAFE_CHARACTERS = frozenset("= ")

@@ -239,11 +239,13 @@ class Pacs(pulumi.ComponentResource):
         self.dicom_certificate = None
         if pacs.dicom_tls:
             # Client use too: Orthanc presents the same certificate when it is the SCU (C-MOVE).
+            # Modalities dial the DICOM address, so it is a name of the certificate as well.
             self.dicom_certificate = platform.pki.issue(
                 "pacs-dicom",
                 [host_name, ALIAS, platform.container_name("pacs")],
                 server=True,
                 client=True,
+                ip_addresses=[dicom_address],
             )
             uploads += [
                 Upload(DICOM_TLS_CERTIFICATE, self.dicom_certificate.cert_pem),
@@ -390,6 +392,11 @@ def render_orthanc_config(pacs: PacsSettings, *, is_prod: bool) -> dict[str, dic
             # Mutual TLS: a peer must show a certificate that the stack's CA signed.
             "DicomTlsRemoteCertificateRequired": True,
         }
+    unlisted = sorted(
+        {path for document in files.values() for path in key_paths(document)} - set(ORTHANC_KEYS)
+    )
+    if unlisted:
+        raise ValueError(f"Orthanc keys missing from ORTHANC_KEYS: {unlisted}")
     return files
 
 

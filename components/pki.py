@@ -94,8 +94,10 @@ class Pki(pulumi.ComponentResource):
         *,
         server: bool = True,
         client: bool = False,
+        ip_addresses: Sequence[str] = (),
     ) -> ServiceCertificate:
-        """Issue a certificate for `service`, valid for `dns_names` (the first is the subject)."""
+        """Issue a certificate for `service`, valid for `dns_names` (the first is the subject)
+        and `ip_addresses` (for peers that dial an address, such as a modality)."""
         names = tuple(dict.fromkeys(dns_names))
         key = self._private_key(f"{self._name}-{service}")
         request = tls.CertRequest(
@@ -106,6 +108,7 @@ class Pki(pulumi.ComponentResource):
                     common_name=names[0], organization=self._settings.organization
                 ),
                 dns_names=list(names),
+                ip_addresses=list(dict.fromkeys(ip_addresses)),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -165,11 +168,15 @@ def describe_certificate(pem: str) -> dict:
     """Subject, SANs and SHA-256 fingerprint of a PEM certificate (public facts only)."""
     certificate = x509.load_pem_x509_certificate(pem.encode())
     try:
-        sans = certificate.extensions.get_extension_for_class(
+        alternatives = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName
-        ).value.get_values_for_type(x509.DNSName)
+        ).value
     except x509.ExtensionNotFound:
         sans = []
+    else:
+        sans = alternatives.get_values_for_type(x509.DNSName) + [
+            str(address) for address in alternatives.get_values_for_type(x509.IPAddress)
+        ]
     der = certificate.public_bytes(encoding=Encoding.DER)
     return {
         "subject": certificate.subject.rfc4514_string(),

@@ -1,44 +1,160 @@
-"""MariaDB: the image contract, the rendered server config and accounts hook, and the config run
-on a real MariaDB server (Debian's mariadb-server) with certificates from a throw-away CA.
+"""MariaDB: the official image's contract, the rendered server config and accounts hook, and the
+config run on a real MariaDB server (Debian's mariadb-server) with certificates from a throw-away
+CA. The image's contract is written out here from its documentation, never taken from the
+component, so that a component drifting from the image fails these tests.
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from components.database import (
-    ACCOUNTS_HOOK_PATH,
-    AUDIT_LOG_PATH,
     BACKUP_USER,
-    CAPABILITIES,
-    DATA_PATH,
-    IMAGE_ENV,
-    LOG_PATH,
-    SECRETS_DIR,
-    SERVER_CONFIG_PATH,
-    TLS_KEY_PATH,
     DatabaseSettings,
     HookAccounts,
     ServerPaths,
     render_accounts_hook,
     render_server_config,
 )
+from components.settings import Settings, validate_settings
 from tools.recording import RecordedResource, Recording
 
+REPO = Path(__file__).resolve().parents[2]
+STACKS = ["dev", "prod"]
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+CA_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+LEAF_CERT = "tls:index/locallySignedCert:LocallySignedCert"
+
+# --- the image's contract: mariadb:11.4 (MariaDB/mariadb-docker, 11.4/docker-entrypoint.sh, and
+# MariaDB's page "MariaDB Server Docker Official Image Environment Variables") ----------------
+
+# docker_setup_env reads each of these also as `<name>_FILE`, the value then being a file's content.
+MARIADB_FILE_VARIABLES = frozenset(
+    {
+        "MARIADB_ROOT_HOST",
+        "MARIADB_DATABASE",
+        "MARIADB_USER",
+        "MARIADB_PASSWORD",
+        "MARIADB_ROOT_PASSWORD",
+        "MARIADB_PASSWORD_HASH",
+        "MARIADB_ROOT_PASSWORD_HASH",
+        "MARIADB_REPLICATION_USER",
+        "MARIADB_REPLICATION_PASSWORD",
+        "MARIADB_REPLICATION_PASSWORD_HASH",
+        "MARIADB_MASTER_HOST",
+        "MARIADB_MASTER_PORT",
+    }
+)
+MARIADB_OTHER_VARIABLES = frozenset(
+    {
+        "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+        "MARIADB_RANDOM_ROOT_PASSWORD",
+        "MARIADB_INITDB_SKIP_TZINFO",
+        "MARIADB_MYSQL_LOCALHOST_USER",
+        "MARIADB_MYSQL_LOCALHOST_GRANTS",
+        "MARIADB_HEALTHCHECK_GRANTS",
+        "MARIADB_AUTO_UPGRADE",
+        "MARIADB_DISABLE_UPGRADE_BACKUP",
+    }
+)
+# The legacy MYSQL_* aliases are documented too but left out: the MARIADB_* names take precedence.
+MARIADB_VARIABLES = (
+    MARIADB_FILE_VARIABLES
+    | {f"{name}_FILE" for name in MARIADB_FILE_VARIABLES}
+    | MARIADB_OTHER_VARIABLES
+)
+# docker_verify_minimum_env refuses to initialise a new data directory without one of these.
+MARIADB_ROOT_PASSWORD_CHOICES = frozenset(
+    {
+        "MARIADB_ROOT_PASSWORD",
+        "MARIADB_ROOT_PASSWORD_FILE",
+        "MARIADB_ROOT_PASSWORD_HASH",
+        "MARIADB_ROOT_PASSWORD_HASH_FILE",
+        "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+        "MARIADB_RANDOM_ROOT_PASSWORD",
+    }
+)
+# A password in one of these shows in `docker inspect`; the *_FILE variants keep it out.
+PLAIN_PASSWORD_VARIABLES = frozenset(
+    {
+        "MARIADB_ROOT_PASSWORD",
+        "MARIADB_PASSWORD",
+        "MARIADB_REPLICATION_PASSWORD",
+        "MYSQL_ROOT_PASSWORD",
+        "MYSQL_PASSWORD",
+    }
+)
+# The image's VOLUME, and the directory whose *.cnf files the server reads after the image's own
+# configuration.
+MARIADB_DATA_DIR = "/var/lib/mysql"
+MARIADB_CONF_DIR = "/etc/mysql/conf.d"
+# Option groups the server (mariadbd) reads from an option file.
+SERVER_GROUPS = ("[mariadbd]", "[mysqld]", "[server]", "[mariadb]")
+# The server's log directory of MariaDB's Debian packages, which the image is built from: the
+# stack keeps the audit log there, on a volume of its own.
+MARIADB_LOG_DIR = "/var/log/mysql"
+# The server's port: neither the image nor the stack's config changes it.
+MARIADB_PORT = 3306
+# The entrypoint starts as root, chowns the data and socket directories, then steps down to
+# `mysql` through gosu; the stack adds a chown of the log volume before it.
+ENTRYPOINT_CAPABILITIES = {"CHOWN", "DAC_READ_SEARCH", "SETUID", "SETGID"}
+
+# Options that name a file or directory: checked by following them to what the container holds.
+PATH_OPTIONS = frozenset(
+    {"ssl_ca", "ssl_cert", "ssl_key", "server_audit_file_path", "secure_file_priv", "init_file"}
+)
+
+
+def expected_options(settings: Settings) -> dict[str, str]:
+    """Every other server option with the value the stack's settings call for."""
+    database = settings.database
+    return {
+        # OpenEMR's installer creates its tables with this character set and collation.
+        "character_set_server": "utf8mb4",
+        "collation_server": "utf8mb4_general_ci",
+        "skip_name_resolve": "ON",
+        # Half the container's memory for InnoDB's page cache.
+        "innodb_buffer_pool_size": f"{database.memory_mb // 2}M",
+        "tls_version": "TLSv1.2,TLSv1.3",
+        "require_secure_transport": "ON" if settings.is_prod else "OFF",
+        "server_id": "1",
+        # The backup job archives the binary logs matching its default glob, mariadb-bin.*.
+        "log_bin": "mariadb-bin",
+        "binlog_format": "ROW",
+        "sync_binlog": "1",
+        "binlog_expire_logs_seconds": str(database.binlog_retention_days * 24 * 3600),
+        "plugin_load_add": "server_audit",
+        "server_audit": "FORCE_PLUS_PERMANENT",
+        "server_audit_logging": "ON",
+        "server_audit_events": "CONNECT,QUERY_DDL,QUERY_DCL",
+        "server_audit_output_type": "file",
+        "server_audit_file_rotate_size": str(100 * 1024 * 1024),
+        "server_audit_file_rotations": "30",
+    }
+
+
+def stack_settings(stack: str) -> Settings:
+    """The committed stack file's settings, validated as the program validates them."""
+    configured = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return validate_settings({key.split(":", 1)[1]: value for key, value in configured.items()})
 
 
 def database_container(recording: Recording) -> RecordedResource:
@@ -49,56 +165,115 @@ def environment(container: RecordedResource) -> dict[str, str]:
     return dict(entry.split("=", 1) for entry in container.input("envs"))
 
 
-def uploads(container: RecordedResource) -> dict[str, tuple[int, str]]:
-    """Upload path -> (index, content)."""
-    return {
-        upload["file"]: (index, upload["content"])
-        for index, upload in enumerate(container.input("uploads"))
-    }
+def upload_contents(container: RecordedResource) -> dict[str, str]:
+    return {upload["file"]: upload["content"] for upload in container.input("uploads")}
 
 
-def config_lines(text: str) -> dict[str, str]:
+def server_config(container: RecordedResource) -> str:
+    """The one option file uploaded into the image's conf.d directory."""
+    configs = [
+        content
+        for path, content in upload_contents(container).items()
+        if PurePosixPath(path).parent == PurePosixPath(MARIADB_CONF_DIR) and path.endswith(".cnf")
+    ]
+    assert len(configs) == 1, f"expected one *.cnf in {MARIADB_CONF_DIR}, found {len(configs)}"
+    return configs[0]
+
+
+def config_options(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
     return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}
 
 
-# The container sets only variables the official image reads, and no password in plain text.
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_database_sets_only_variables_the_image_reads(stack: str, request) -> None:
+def account_passwords(recording: Recording) -> dict[str, str]:
+    """Generated password of each credential account, by account name."""
+    return {
+        password.input("keepers")["account"]: password.output("result")
+        for password in recording.of_type(PASSWORD)
+    }
+
+
+def mounts(container: RecordedResource) -> dict[str, str]:
+    """Container path -> volume name."""
+    return {mount["containerPath"]: mount["volumeName"] for mount in container.input("volumes")}
+
+
+def data_classes(recording: Recording) -> dict[str, str]:
+    """Volume name -> its hospital.data-class label."""
+    return {
+        volume.input("name"): {label["label"]: label["value"] for label in volume.input("labels")}[
+            "hospital.data-class"
+        ]
+        for volume in recording.of_type(VOLUME)
+    }
+
+
+# Every variable is one the official image documents, a root password is chosen (the entrypoint
+# refuses to start without one), and no password travels as a plain variable.
+@pytest.mark.parametrize("stack", STACKS)
+def test_database_sets_only_variables_the_image_documents(stack: str, request) -> None:
     container = database_container(request.getfixturevalue(f"{stack}_recording"))
 
     names = set(environment(container))
 
-    assert names <= IMAGE_ENV, f"{stack}: variables the image ignores: {names - IMAGE_ENV}"
-    assert {"MARIADB_ROOT_PASSWORD", "MARIADB_PASSWORD"}.isdisjoint(names), (
-        f"{stack}: a password is passed as a plain variable instead of a *_FILE"
-    )
+    undocumented = sorted(names - MARIADB_VARIABLES)
+    assert not undocumented, f"{stack}: variables the mariadb image ignores: {undocumented}"
+    assert names & MARIADB_ROOT_PASSWORD_CHOICES, f"{stack}: no root password variable is set"
+    plain = sorted(names & PLAIN_PASSWORD_VARIABLES)
+    assert not plain, f"{stack}: passwords passed as plain variables instead of *_FILE: {plain}"
     assert not container.input_holds_secret("envs"), f"{stack}: no variable should be secret"
 
 
-# Both password files and the TLS key reach the container as secret uploads only.
-def test_password_files_and_key_are_secret_uploads(prod_recording: Recording) -> None:
-    container = database_container(prod_recording)
-    files = uploads(container)
-    secret_files = [path for path in files if path.startswith(SECRETS_DIR)] + [TLS_KEY_PATH]
+# Each *_FILE variable names an uploaded file, the two password files hold the generated
+# passwords of the root and application accounts, and schema and account are the stack's.
+@pytest.mark.parametrize("stack", STACKS)
+def test_file_variables_hold_the_generated_passwords(stack: str, request) -> None:
+    recording = request.getfixturevalue(f"{stack}_recording")
+    container = database_container(recording)
+    settings = stack_settings(stack)
+    env, files = environment(container), upload_contents(container)
 
-    env = environment(container)
+    passwords = account_passwords(recording)
 
-    for variable in ("MARIADB_ROOT_PASSWORD_FILE", "MARIADB_PASSWORD_FILE"):
-        assert env[variable] in files, f"{variable} names {env[variable]}, which is not uploaded"
-    assert len(secret_files) == 4, f"expected root, app, backup passwords and key: {files}"
-    for path in secret_files:
-        index, _ = files[path]
-        assert container.input_is_secret(f"uploads.{index}.content"), f"{path} is not secret"
-    for path in (SERVER_CONFIG_PATH, ACCOUNTS_HOOK_PATH):
-        index, _ = files[path]
-        assert not container.input_is_secret(f"uploads.{index}.content"), (
-            f"{path} holds no secret and should stay readable in the plan"
-        )
+    file_variables = {name: path for name, path in env.items() if name.endswith("_FILE")}
+    missing = {name: path for name, path in file_variables.items() if path not in files}
+    assert not missing, f"{stack}: *_FILE variables name files that are not uploaded: {missing}"
+    # Compared as booleans: a failure must not print the passwords.
+    holds_root = files[env["MARIADB_ROOT_PASSWORD_FILE"]] == passwords["database-root"]
+    assert holds_root, f"{stack}: MARIADB_ROOT_PASSWORD_FILE does not hold database-root's password"
+    holds_app = files[env["MARIADB_PASSWORD_FILE"]] == passwords["database-app"]
+    assert holds_app, f"{stack}: MARIADB_PASSWORD_FILE does not hold database-app's password"
+    assert env["MARIADB_DATABASE"] == settings.database.name, f"{stack}: wrong schema"
+    assert env["MARIADB_USER"] == settings.database.user, f"{stack}: wrong application account"
+    assert env["MARIADB_ROOT_HOST"] == "localhost", f"{stack}: root is reachable over the network"
+
+
+# The password files (those the entrypoint reads and those the accounts hook loads) and the TLS
+# key are secret uploads; the server config and the hook stay readable in the plan.
+@pytest.mark.parametrize("stack", STACKS)
+def test_password_files_and_key_are_the_only_secret_uploads(stack: str, request) -> None:
+    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    env, files = environment(container), upload_contents(container)
+    options = config_options(server_config(container))
+    loaded = set(re.findall(r"LOAD_FILE\('([^']+)'\)", files[options["init_file"]]))
+
+    secret = {
+        upload["file"]
+        for index, upload in enumerate(container.input("uploads"))
+        if container.input_is_secret(f"uploads.{index}.content")
+    }
+
+    expected = {env["MARIADB_ROOT_PASSWORD_FILE"], env["MARIADB_PASSWORD_FILE"], options["ssl_key"]}
+    assert len(loaded) == 2, f"{stack}: the hook should load the root and backup passwords"
+    assert secret == expected | loaded, f"{stack}: secret uploads are {sorted(secret)}"
+    outside = [
+        path for path in loaded if str(PurePosixPath(path).parent) != options["secure_file_priv"]
+    ]
+    assert not outside, f"{stack}: LOAD_FILE reads only inside secure_file_priv, not {outside}"
 
 
 # The database joins the data zone only and publishes nothing, in both stacks.
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_database_is_never_published_and_only_on_the_data_zone(stack: str, request) -> None:
     container = database_container(request.getfixturevalue(f"{stack}_recording"))
 
@@ -108,41 +283,94 @@ def test_database_is_never_published_and_only_on_the_data_zone(stack: str, reque
     assert networks == [f"hospital-{stack}-data"], f"{stack}: database joins {networks}"
 
 
-# Data lives on a PHI volume at the image's data directory; the audit log on a logs volume.
-def test_volumes_sit_at_the_image_paths_with_their_data_class(prod_recording: Recording) -> None:
-    container = database_container(prod_recording)
-    classes = {
-        volume.input("name"): {label["label"]: label["value"] for label in volume.input("labels")}[
-            "hospital.data-class"
-        ]
-        for volume in prod_recording.of_type(VOLUME)
-    }
+# Data lives on a PHI volume at the image's data directory, the audit log on a logs volume at the
+# server's log directory; nothing else is mounted.
+@pytest.mark.parametrize("stack", STACKS)
+def test_volumes_sit_at_the_images_paths_with_their_data_class(stack: str, request) -> None:
+    recording = request.getfixturevalue(f"{stack}_recording")
+    classes = data_classes(recording)
 
-    mounted = {mount["containerPath"]: mount["volumeName"] for mount in container.input("volumes")}
+    mounted = mounts(database_container(recording))
 
-    assert set(mounted) == {DATA_PATH, LOG_PATH}, f"database mounts {sorted(mounted)}"
-    assert classes[mounted[DATA_PATH]] == "phi", "the data directory (and binlogs) must be phi"
-    assert classes[mounted[LOG_PATH]] == "logs"
-    assert AUDIT_LOG_PATH.startswith(LOG_PATH + "/"), "the audit log must land on the logs volume"
+    assert set(mounted) == {MARIADB_DATA_DIR, MARIADB_LOG_DIR}, f"{stack}: mounts {sorted(mounted)}"
+    assert classes[mounted[MARIADB_DATA_DIR]] == "phi", "the data directory (and binlogs) is phi"
+    assert classes[mounted[MARIADB_LOG_DIR]] == "logs", "the audit log volume is a logs volume"
 
 
-# The recorded upload is exactly what the pure renderer produces for the stack's settings.
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_uploaded_server_config_is_the_rendered_one(stack: str, request) -> None:
+# The server reads the stack's options: one *.cnf file in the image's conf.d directory whose first
+# group is one the server reads.
+@pytest.mark.parametrize("stack", STACKS)
+def test_server_config_lands_where_the_image_reads_it(stack: str, request) -> None:
     container = database_container(request.getfixturevalue(f"{stack}_recording"))
 
-    _, content = uploads(container)[SERVER_CONFIG_PATH]
+    content = server_config(container)
 
-    expected = render_server_config(DatabaseSettings(), ServerPaths(), stack == "prod")
-    assert config_lines(content)["require_secure_transport"] == ("ON" if stack == "prod" else "OFF")
-    assert config_lines(content).keys() == config_lines(expected).keys()
+    groups = [line for line in content.splitlines() if line.startswith("[")]
+    assert groups and groups[0] in SERVER_GROUPS, f"{stack}: option groups are {groups}"
+
+
+# The uploaded server config is, in full, what the renderer makes of the stack's own settings.
+@pytest.mark.parametrize("stack", STACKS)
+def test_uploaded_server_config_is_the_rendered_one_for_the_stacks_settings(
+    stack: str, request
+) -> None:
+    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    settings = stack_settings(stack)
+
+    uploaded = server_config(container)
+
+    rendered = render_server_config(settings.database, ServerPaths(), settings.is_prod)
+    difference = "\n".join(difflib.unified_diff(rendered.splitlines(), uploaded.splitlines()))
+    assert uploaded == rendered, f"{stack}: upload differs from the rendering:\n{difference}"
+
+
+# Every option of the uploaded config has the value the stack's settings call for, and no option
+# is missing or added.
+@pytest.mark.parametrize("stack", STACKS)
+def test_server_options_are_the_ones_the_stack_calls_for(stack: str, request) -> None:
+    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    expected = expected_options(stack_settings(stack))
+
+    options = config_options(server_config(container))
+
+    values = {key: value for key, value in options.items() if key not in PATH_OPTIONS}
+    wrong = {
+        key: (values.get(key), value) for key, value in expected.items() if values.get(key) != value
+    }
+    assert not wrong, f"{stack}: options (found, expected): {wrong}"
+    assert set(values) == set(expected), (
+        f"{stack}: unexpected options {set(values) - set(expected)}"
+    )
+    assert set(options) >= PATH_OPTIONS, f"{stack}: missing {PATH_OPTIONS - set(options)}"
+
+
+# The options naming files point at what the container holds: the stack's CA, the database's
+# certificate and key, the accounts hook, and an audit log on the log volume.
+@pytest.mark.parametrize("stack", STACKS)
+def test_path_options_point_at_what_the_container_receives(stack: str, request) -> None:
+    recording = request.getfixturevalue(f"{stack}_recording")
+    container = database_container(recording)
+    files = upload_contents(container)
+
+    options = config_options(server_config(container))
+
+    ca = recording.named("pki-ca", CA_CERT).output("certPem")
+    assert files.get(options["ssl_ca"]) == ca, f"{stack}: ssl_ca is not the stack's CA"
+    leaf = recording.named("pki-database", LEAF_CERT).output("certPem")
+    assert files.get(options["ssl_cert"]) == leaf, f"{stack}: ssl_cert is not the database's"
+    key = recording.named("pki-database", PRIVATE_KEY).output("privateKeyPem")
+    holds_key = files.get(options["ssl_key"]) == key
+    assert holds_key, f"{stack}: ssl_key is not the database certificate's private key"
+    assert options["init_file"] in files, f"{stack}: init_file {options['init_file']} is missing"
+    audit_dir = PurePosixPath(options["server_audit_file_path"]).parent
+    assert audit_dir == PurePosixPath(MARIADB_LOG_DIR), f"{stack}: audit log lands in {audit_dir}"
 
 
 # Prod requires TLS 1.2+ with the PKI certificate, audits DDL/DCL and keeps bounded binlogs.
 def test_prod_config_holds_what_prod_requires() -> None:
     settings = DatabaseSettings(binlog_retention_days=5)
 
-    options = config_lines(render_server_config(settings, ServerPaths(), is_prod=True))
+    options = config_options(render_server_config(settings, ServerPaths(), is_prod=True))
 
     assert options["require_secure_transport"] == "ON"
     assert options["tls_version"] == "TLSv1.2,TLSv1.3"
@@ -154,14 +382,13 @@ def test_prod_config_holds_what_prod_requires() -> None:
     assert options["server_audit"] == "FORCE_PLUS_PERMANENT", "the audit plugin can be unloaded"
     assert options["server_audit_logging"] == "ON"
     assert set(options["server_audit_events"].split(",")) == {"CONNECT", "QUERY_DDL", "QUERY_DCL"}
-    assert options["server_audit_file_path"] == AUDIT_LOG_PATH
     assert int(options["server_audit_file_rotations"]) > 0
 
 
 # Dev differs from prod in exactly one option: TLS stays on but is not required.
 def test_dev_config_differs_from_prod_only_in_requiring_tls() -> None:
-    dev = config_lines(render_server_config(DatabaseSettings(), ServerPaths(), is_prod=False))
-    prod = config_lines(render_server_config(DatabaseSettings(), ServerPaths(), is_prod=True))
+    dev = config_options(render_server_config(DatabaseSettings(), ServerPaths(), is_prod=False))
+    prod = config_options(render_server_config(DatabaseSettings(), ServerPaths(), is_prod=True))
 
     differing = {key for key in prod if dev.get(key) != prod[key]}
 
@@ -184,13 +411,23 @@ def test_backup_account_has_only_dump_privileges() -> None:
     assert all(line.endswith(";") for line in hook.splitlines()), "init_file needs one per line"
 
 
-# The alias and container name clients use are on the database certificate.
+# The host names the EMR and the backup job dial are on the certificate the server presents, and
+# they dial the server's own port.
 def test_database_certificate_names_what_clients_connect_to(prod_recording: Recording) -> None:
-    request = prod_recording.named("pki-database", "tls:index/certRequest:CertRequest")
+    pem = prod_recording.named("pki-database", LEAF_CERT).output("certPem")
+    emr = environment(prod_recording.named("emr", CONTAINER))
+    backup = environment(prod_recording.named("backup", CONTAINER))
 
-    names = request.input("dnsNames")
+    names = (
+        x509.load_pem_x509_certificate(pem.encode())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value.get_values_for_type(x509.DNSName)
+    )
 
-    assert "mariadb" in names and "hospital-prod-database" in names, f"SANs are {names}"
+    assert emr["MYSQL_HOST"] in names, f"the EMR dials {emr['MYSQL_HOST']}; SANs are {names}"
+    assert backup["BACKUP_DB_HOST"] in names, f"backup dials {backup['BACKUP_DB_HOST']}: {names}"
+    assert int(emr["MYSQL_PORT"]) == int(backup["BACKUP_DB_PORT"]) == MARIADB_PORT
+    assert "port" not in config_options(server_config(database_container(prod_recording)))
 
 
 # --- the rendered config on a real server --------------------------------------------------
@@ -403,18 +640,18 @@ def test_backup_account_dumps_and_ddl_is_audited(real_server) -> None:
     assert "CREATE TABLE patient_data" in audit, "DDL is not audited"
 
 
-# The image's own entrypoint and server command still run, after the audit log chown, and the
-# container keeps only the capabilities that entrypoint needs.
+# The image's own entrypoint and server command still run, after the chown of the log volume, and
+# the container keeps only the capabilities that entrypoint needs.
 def test_image_entrypoint_runs_with_minimal_capabilities(prod_recording: Recording) -> None:
     container = database_container(prod_recording)
 
     entrypoint = container.input("entrypoints")
 
     assert entrypoint[:2] == ["/bin/sh", "-c"], entrypoint
-    assert entrypoint[2].endswith('exec docker-entrypoint.sh "$@"'), entrypoint
+    assert entrypoint[2] == f'chown mysql:mysql {MARIADB_LOG_DIR} && exec docker-entrypoint.sh "$@"'
     assert container.input("command") == ["mariadbd"]
     assert container.input("capabilities.drops") == ["ALL"]
-    assert set(container.input("capabilities.adds")) == set(CAPABILITIES)
+    assert set(container.input("capabilities.adds")) == ENTRYPOINT_CAPABILITIES
     assert container.input("healthcheck.tests")[1:] == [
         "healthcheck.sh",
         "--su-mysql",
@@ -425,8 +662,10 @@ def test_image_entrypoint_runs_with_minimal_capabilities(prod_recording: Recordi
 
 # InnoDB's page cache follows the container's memory limit instead of the 128 MiB default.
 def test_buffer_pool_follows_the_memory_limit() -> None:
-    small = config_lines(render_server_config(DatabaseSettings(memory_mb=512), ServerPaths(), True))
-    large = config_lines(
+    small = config_options(
+        render_server_config(DatabaseSettings(memory_mb=512), ServerPaths(), True)
+    )
+    large = config_options(
         render_server_config(DatabaseSettings(memory_mb=4096), ServerPaths(), True)
     )
 

@@ -1,23 +1,58 @@
-"""OpenEMR: the image contract (variables, paths, database TLS), secrets, zones and the site."""
+"""OpenEMR: the openemr/openemr image's contract (variables, paths, database TLS), secrets, zones
+and the site. The contract is written out here from the image's documentation (openemr-devops,
+docker/openemr: OVERVIEW.md and openemr.sh), never taken from the component.
+"""
 
 from __future__ import annotations
 
 import pytest
+from cryptography import x509
 
-from components.database import APP_PASSWORD_PATH, ROOT_PASSWORD_PATH
-from components.emr import (
-    DATABASE_CA_PATH,
-    IGNORED_ENV,
-    IMAGE_ENV,
-    LOG_PATH,
-    SECRET_ENV,
-    SITES_PATH,
-    installer_unsafe,
-)
+from components.emr import installer_unsafe
 from tools.recording import RecordedResource, Recording
 
+STACKS = ["dev", "prod"]
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+CA_CERT = "tls:index/selfSignedCert:SelfSignedCert"
+LEAF_CERT = "tls:index/locallySignedCert:LocallySignedCert"
+
+# --- the image's contract: openemr/openemr:8.0.0 ----------------------------------------------
+
+# What openemr.sh, its auto-setup and the installer read from the environment.
+OPENEMR_VARIABLES = frozenset(
+    {
+        "MYSQL_HOST",
+        "MYSQL_PORT",
+        "MYSQL_ROOT_USER",
+        "MYSQL_ROOT_PASS",
+        "MYSQL_USER",
+        "MYSQL_PASS",
+        "MYSQL_DATABASE",
+        "OE_USER",
+        "OE_PASS",
+        "FORCE_DATABASE_SSL_CONNECT",
+        "FORCE_DATABASE_X509_CONNECT",
+        "MANUAL_SETUP",
+        "DOMAIN",
+        "EMAIL",
+    }
+)
+# Auto-setup runs only when both are set.
+AUTO_SETUP_VARIABLES = frozenset({"MYSQL_HOST", "MYSQL_ROOT_PASS"})
+# The image has no *_FILE variants: these hold passwords in clear and must be secret inputs.
+PASSWORD_VARIABLES = frozenset({"MYSQL_ROOT_PASS", "MYSQL_PASS", "OE_PASS"})
+# The image's defaults for its first administrator: what nobody may keep.
+DEFAULT_ADMIN = ("admin", "pass")
+# The site directory (sqlconf.php, keys, patient documents) and Apache's and PHP's logs.
+SITES_DIR = "/var/www/localhost/htdocs/openemr/sites"
+LOG_DIR = "/var/log"
+# openemr.sh copies this file into sites/default/documents/certificates/mysql-ca, the CA that
+# OpenEMR then verifies the database's certificate against.
+DATABASE_CA_FILE = "/root/certs/mysql/server/mysql-ca"
+# The port MariaDB listens on; the database's config does not change it.
+MARIADB_PORT = 3306
 
 
 def container(recording: Recording, name: str) -> RecordedResource:
@@ -32,30 +67,40 @@ def environment(resource: RecordedResource) -> dict[str, tuple[int, str]]:
     }
 
 
-def upload(resource: RecordedResource, path: str) -> str:
-    contents = {item["file"]: item["content"] for item in resource.input("uploads")}
-    assert path in contents, f"{path} is not uploaded into {resource.name}"
-    return contents[path]
+def variable_values(resource: RecordedResource) -> dict[str, str]:
+    return {name: value for name, (_, value) in environment(resource).items()}
 
 
-# The EMR sets only variables the image reads, none the guide invented, and no global override.
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_emr_sets_only_variables_the_image_reads(stack: str, request) -> None:
+def upload_contents(resource: RecordedResource) -> dict[str, str]:
+    return {item["file"]: item["content"] for item in resource.input("uploads")}
+
+
+def account_passwords(recording: Recording) -> dict[str, str]:
+    return {
+        password.input("keepers")["account"]: password.output("result")
+        for password in recording.of_type(PASSWORD)
+    }
+
+
+# The EMR sets only variables the image reads, both that auto-setup needs, and no global override.
+@pytest.mark.parametrize("stack", STACKS)
+def test_emr_sets_only_variables_the_image_documents(stack: str, request) -> None:
     emr = container(request.getfixturevalue(f"{stack}_recording"), "emr")
 
     names = set(environment(emr))
 
-    assert names <= IMAGE_ENV, f"{stack}: variables the image ignores: {names - IMAGE_ENV}"
-    assert names.isdisjoint(IGNORED_ENV), f"{stack}: guide-only names: {names & IGNORED_ENV}"
+    undocumented = sorted(names - OPENEMR_VARIABLES)
+    assert not undocumented, f"{stack}: variables openemr/openemr ignores: {undocumented}"
+    assert names >= AUTO_SETUP_VARIABLES, f"{stack}: without both the image skips auto-setup"
     assert not any(name.startswith("OPENEMR_SETTING_") for name in names), (
         "OPENEMR_SETTING_* is applied with `mariadb --skip-ssl`, which a TLS-only database refuses"
     )
-    assert {"MYSQL_HOST", "MYSQL_ROOT_PASS"} <= names, "without both the image skips auto-setup"
 
 
-# Exactly the three passwords are secret inputs; every other variable stays plain.
-def test_only_the_passwords_are_secret(prod_recording: Recording) -> None:
-    emr = container(prod_recording, "emr")
+# Exactly the password variables are secret inputs; every other variable stays plain.
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_the_passwords_are_secret(stack: str, request) -> None:
+    emr = container(request.getfixturevalue(f"{stack}_recording"), "emr")
 
     secret = {
         name
@@ -63,56 +108,95 @@ def test_only_the_passwords_are_secret(prod_recording: Recording) -> None:
         if emr.input_is_secret(f"envs.{index}")
     }
 
-    assert secret == SECRET_ENV, f"secret variables are {secret}, expected {SECRET_ENV}"
+    assert secret == PASSWORD_VARIABLES, f"{stack}: secret variables are {sorted(secret)}"
 
 
-# OpenEMR reaches the database with the application account and never holds the root password.
-def test_emr_never_receives_the_database_root_password(prod_recording: Recording) -> None:
-    emr, database = container(prod_recording, "emr"), container(prod_recording, "database")
-    variables = {name: value for name, (_, value) in environment(emr).items()}
+# The EMR dials the database container by one of its names on a zone both join, at MariaDB's port,
+# with the schema and account MariaDB creates and that account's password; never with root's.
+@pytest.mark.parametrize("stack", STACKS)
+def test_emr_reaches_the_database_the_way_mariadb_is_set_up(stack: str, request) -> None:
+    recording = request.getfixturevalue(f"{stack}_recording")
+    emr, database = container(recording, "emr"), container(recording, "database")
+    database_env = dict(entry.split("=", 1) for entry in database.input("envs"))
+    database_files = upload_contents(database)
+    emr_zones = {network["name"] for network in emr.input("networksAdvanced")}
 
-    root_password = upload(database, ROOT_PASSWORD_PATH)
-    app_password = upload(database, APP_PASSWORD_PATH)
+    variables = variable_values(emr)
 
-    assert root_password not in variables.values(), "the database root password reaches the EMR"
-    assert variables["MYSQL_PASS"] == app_password, "MYSQL_PASS is not the app account password"
-    assert variables["MYSQL_ROOT_USER"] == variables["MYSQL_USER"]
-    assert variables["MYSQL_HOST"] == "mariadb"
-    assert variables["OE_PASS"] not in ("", "pass"), "the image's default admin password is used"
+    reachable = {
+        alias
+        for network in database.input("networksAdvanced")
+        if network["name"] in emr_zones
+        for alias in network["aliases"]
+    }
+    assert variables["MYSQL_HOST"] in reachable, f"{stack}: MYSQL_HOST is not in {reachable}"
+    assert variables["MYSQL_PORT"] == str(MARIADB_PORT), f"{stack}: wrong database port"
+    assert variables["MYSQL_DATABASE"] == database_env["MARIADB_DATABASE"], f"{stack}: schema"
+    assert variables["MYSQL_USER"] == database_env["MARIADB_USER"], f"{stack}: account"
+    assert variables["MYSQL_ROOT_USER"] == variables["MYSQL_USER"], "setup logs in as the account"
+    # Compared as booleans: a failure must not print the passwords.
+    app_password = database_files[database_env["MARIADB_PASSWORD_FILE"]]
+    root_password = database_files[database_env["MARIADB_ROOT_PASSWORD_FILE"]]
+    holds_app = variables["MYSQL_PASS"] == app_password
+    assert holds_app, f"{stack}: MYSQL_PASS is not the application account's password"
+    holds_root = root_password in variables.values()
+    assert not holds_root, f"{stack}: the database root password reaches the EMR"
 
 
-# The database CA lands where openemr.sh copies it from, and TLS is asked for.
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+# The first administrator is not the image's default one, and its password is the generated one.
+@pytest.mark.parametrize("stack", STACKS)
+def test_emr_administrator_is_not_the_images_default(stack: str, request) -> None:
+    recording = request.getfixturevalue(f"{stack}_recording")
+
+    variables = variable_values(container(recording, "emr"))
+
+    assert variables["OE_USER"] != DEFAULT_ADMIN[0], f"{stack}: the image's default admin name"
+    is_default = variables["OE_PASS"] in ("", DEFAULT_ADMIN[1])
+    assert not is_default, f"{stack}: the image's default admin password"
+    is_generated = variables["OE_PASS"] == account_passwords(recording)["emr-admin"]
+    assert is_generated, f"{stack}: OE_PASS is not the generated emr-admin password"
+
+
+# The database CA is the only upload, at the path openemr.sh copies it from, and it is the CA that
+# signed the certificate the database presents; TLS to the database is asked for.
+@pytest.mark.parametrize("stack", STACKS)
 def test_database_tls_is_configured_the_way_the_image_reads_it(stack: str, request) -> None:
     recording = request.getfixturevalue(f"{stack}_recording")
     emr = container(recording, "emr")
-    ca = recording.named("pki-ca", "tls:index/selfSignedCert:SelfSignedCert").output("certPem")
+    database_pem = recording.named("pki-database", LEAF_CERT).output("certPem")
 
-    uploaded_ca = upload(emr, DATABASE_CA_PATH)
+    uploads = upload_contents(emr)
 
-    assert uploaded_ca == ca, "the uploaded CA is not the one that signs the database certificate"
-    assert environment(emr)["FORCE_DATABASE_SSL_CONNECT"][1] == "1"
+    assert list(uploads) == [DATABASE_CA_FILE], f"{stack}: EMR uploads {sorted(uploads)}"
+    ca = x509.load_pem_x509_certificate(uploads[DATABASE_CA_FILE].encode())
+    x509.load_pem_x509_certificate(database_pem.encode()).verify_directly_issued_by(ca)
+    assert uploads[DATABASE_CA_FILE] == recording.named("pki-ca", CA_CERT).output("certPem")
+    assert variable_values(emr)["FORCE_DATABASE_SSL_CONNECT"] == "1", f"{stack}: TLS is not forced"
 
 
-# Site data is PHI on its own volume, logs on a logs volume, both at the image's paths.
-def test_volumes_sit_at_the_image_paths(prod_recording: Recording) -> None:
-    emr = container(prod_recording, "emr")
+# Site data is PHI on its own volume, logs on a logs volume, both at the image's paths, and
+# nothing else is mounted (not the whole htdocs: the image's upgrades depend on it).
+@pytest.mark.parametrize("stack", STACKS)
+def test_volumes_sit_at_the_images_paths(stack: str, request) -> None:
+    recording = request.getfixturevalue(f"{stack}_recording")
     classes = {
         volume.input("name"): {item["label"]: item["value"] for item in volume.input("labels")}[
             "hospital.data-class"
         ]
-        for volume in prod_recording.of_type(VOLUME)
+        for volume in recording.of_type(VOLUME)
     }
 
-    mounted = {mount["containerPath"]: mount["volumeName"] for mount in emr.input("volumes")}
+    mounted = {
+        m["containerPath"]: m["volumeName"] for m in container(recording, "emr").input("volumes")
+    }
 
-    assert set(mounted) == {SITES_PATH, LOG_PATH}, f"EMR mounts {sorted(mounted)}"
-    assert classes[mounted[SITES_PATH]] == "phi"
-    assert classes[mounted[LOG_PATH]] == "logs"
+    assert set(mounted) == {SITES_DIR, LOG_DIR}, f"{stack}: EMR mounts {sorted(mounted)}"
+    assert classes[mounted[SITES_DIR]] == "phi", f"{stack}: the site directory holds PHI"
+    assert classes[mounted[LOG_DIR]] == "logs", f"{stack}: /var/log is a logs volume"
 
 
 # The EMR sits on the clinical zone (for the gateway) and the data zone, publishing nothing.
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", STACKS)
 def test_emr_zones_and_no_published_port(stack: str, request) -> None:
     emr = container(request.getfixturevalue(f"{stack}_recording"), "emr")
 
