@@ -206,7 +206,7 @@ def _edr_flows(datacenter: HospitalDataCenter, present: set[str]) -> list[dict]:
     settings = datacenter.settings
     flows = []
     if "gateway" in present:
-        sites = {site.service: site for site in _probed_sites(datacenter)}
+        sites = {site.service: site for site in datacenter.edr.watched_sites}
         for target in probe_targets(list(sites.values())):
             site = sites[target.service]
             purpose = (
@@ -239,12 +239,6 @@ def _edr_flows(datacenter: HospitalDataCenter, present: set[str]) -> list[dict]:
             )
         )
     return flows
-
-
-def _probed_sites(datacenter: HospitalDataCenter) -> list[WebSite]:
-    """The web interfaces the EDR watches: the sites the data center hands Edr (EMR, PACS)."""
-    services = (getattr(datacenter, name, None) for name in ("emr", "pacs"))
-    return [service.site for service in services if service is not None]
 
 
 def _inbound(settings: Settings, service: str, port: Publish) -> list[dict]:

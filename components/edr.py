@@ -173,6 +173,7 @@ class Edr(pulumi.ComponentResource):
         settings = platform.settings
         edr = settings.edr
         self.container_name = platform.container_name(SERVICE)
+        self.watched_sites = tuple(watched_sites)
 
         # Limitation: the server's private keys (CA, frontend, GUI gateway) live in the config
         # volume in plain text, as Velociraptor requires to start unattended; the volume is
