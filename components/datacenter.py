@@ -47,6 +47,14 @@ class HospitalDataCenter(pulumi.ComponentResource):
         )
         if settings.is_prod:
             pulumi.log.info("prod: volumes are retained on destroy; policies are mandatory", self)
+        else:
+            for audience, address in settings.addresses.model_dump().items():
+                if address.is_unspecified:
+                    pulumi.log.warn(
+                        f"dev: hospital:addresses.{audience} is {address}, so its ports are "
+                        "published on every interface of the host, not only on loopback",
+                        self,
+                    )
 
         self.endpoints: dict[str, pulumi.Input[Any]] = {}
         self.extra_exports: dict[str, pulumi.Input[Any]] = {}

@@ -261,6 +261,21 @@ def test_bad_stack_value_names_key_and_rule_and_creates_nothing(
     assert created == [], f"a bad stack file still registered {created}"
 
 
+# Dev may publish on every interface (a lab on a spare machine), but the program says so: the
+# design keeps dev on loopback, and an operator must notice the difference.
+def test_dev_on_all_interfaces_is_warned_about(tmp_path: Path) -> None:
+    document = copy.deepcopy(stack_document("dev"))
+    set_key("addresses.edge", "0.0.0.0")(document)
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    recording = run_program("dev", stack_file)
+
+    warnings = [entry.message for entry in recording.logs if entry.severity == "warning"]
+    assert any("hospital:addresses.edge is 0.0.0.0" in message for message in warnings), warnings
+    assert not any("addresses.dicom" in message for message in warnings), warnings
+
+
 SECRET_CASES = [
     # (where the secret sits in the stack file, the key the problem names)
     ("dbPassword", "hospital:dbPassword"),
