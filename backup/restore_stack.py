@@ -55,8 +55,12 @@ def resolved(commands: dict, backup: str, identity: Path) -> dict:
     return filled
 
 
+# Limitation: the database and the volumes are separate steps (the database is loaded through
+# its own container), so a volumes step that fails leaves the database restored and the volumes
+# as they were; the services stay stopped, and the restore can be run again.
 def run_step(step: str, command: list) -> None:
-    """Runs one step; the database step pipes the verified SQL into the database container."""
+    """Runs one step; the database step pipes the verified SQL into the database container,
+    whose client prints the tables and rows restored (the SQL ends with that query)."""
     print(f"== {step}", flush=True)
     if step != "database":
         subprocess.run(command, check=True)
@@ -106,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         stopped = "stop" in commands and step not in ("verify", "stop")
         print(
             f"restore: step '{step}' failed (status {failure.returncode})"
-            + ("; the services stay stopped until the restore succeeds" if stopped else ""),
+            + (
+                "; the services and the backup job stay stopped until the restore succeeds"
+                if stopped
+                else ""
+            ),
             file=sys.stderr,
         )
         return 1

@@ -248,6 +248,7 @@ def restore_commands(
     archives: str,
     volumes: list[str],
     writers: list[str],
+    job: str,
     database_container: str | None,
     root_password_file: str,
 ) -> dict[str, list]:
@@ -257,7 +258,9 @@ def restore_commands(
     One-off containers of the backup image read the archives and an identity file that the
     operator brings, never stored on the host. They run as root with Docker's default
     capabilities (the archives are root's; restored files get their owners back) and without a
-    network.
+    network. The backup job (`job`) is stopped with the services and started after them, so no
+    run archives half-restored data or prunes the backup being restored; `restore` also holds
+    the job's lock while it works.
     """
     one_off = ["docker", "run", "--rm", "--network", "none", "--user", RUN_AS]
     one_off += [
@@ -270,9 +273,13 @@ def restore_commands(
     mounts = [arg for name in volumes for arg in ("-v", f"{name}:{SOURCE_ROOT}/{name}")]
     database = None
     if database_container:
-        load = f'MYSQL_PWD="$(cat {root_password_file})" exec mariadb --user=root'
+        # The SQL ends with a query whose one-line answer names the tables and rows restored.
+        load = (
+            f'MYSQL_PWD="$(cat {root_password_file})" exec mariadb --user=root '
+            "--batch --skip-column-names"
+        )
         database = [
-            [*one_off, *restore, "--sql-to-stdout", BACKUP_PLACEHOLDER],
+            [*one_off, *restore, "--sql-to-stdout", "--sql-report", BACKUP_PLACEHOLDER],
             ["docker", "exec", "-i", database_container, "sh", "-c", load],
         ]
     listing = ["docker", "run", "--rm", "--user", RUN_AS, "-v", f"{archives}:{DEST_PATH}:ro"]
@@ -285,15 +292,18 @@ def restore_commands(
             *restore,
             *("--skip-database", "--skip-volumes", "--verify-only", BACKUP_PLACEHOLDER),
         ],
-        "stop": ["docker", "stop", *writers],
+        "stop": ["docker", "stop", job, *writers],
         "database": database,
+        # Every target must be one of the mounts above: a path no volume backs would vanish with
+        # the container, and a mounted volume the backup has no archive of stops the restore.
         "volumes": [
             *one_off,
             *mounts,
             *restore,
-            *("--skip-database", "--volumes-root", SOURCE_ROOT, BACKUP_PLACEHOLDER),
+            *("--skip-database", "--require-mounts", "--volumes-root", SOURCE_ROOT),
+            BACKUP_PLACEHOLDER,
         ],
-        "start": ["docker", "start", *writers],
+        "start": ["docker", "start", *writers, job],
     }
 
 
@@ -304,18 +314,24 @@ def restore_steps(commands: dict[str, list]) -> list[str]:
         f"`{join(commands['list'])}`.",
         "Verify it: checksums against its MANIFEST and the identity against every archive, "
         f"writing nothing: `{join(commands['verify'])}`.",
-        f"Stop the services whose volumes are restored: `{join(commands['stop'])}`.",
+        "Stop the backup job, so that no run archives half-restored data or prunes the chosen "
+        f"backup, and the services whose volumes are restored: `{join(commands['stop'])}`.",
     ]
     if commands["database"]:
         steps.append(
-            "Reload the database (its dumped schemas are dropped and recreated) through the "
-            "root account inside the database container: "
+            "Reload the database through the root account inside the database container: the "
+            "dump is decrypted whole first, then its schemas are dropped and recreated, and the "
+            "tables and rows restored are printed: "
             f"`{' | '.join(join(command) for command in commands['database'])}`."
         )
     steps += [
-        "Restore every volume (each is emptied first; owners and modes come back): "
+        "Restore every volume, each mounted at its own target (a target that is not a mount, or "
+        "a mounted volume the backup has no archive of, stops the restore before anything is "
+        "written). Each archive is extracted beside the volume's content, which is swapped for "
+        "it by renames only once every archive extracted whole; owners and modes come back: "
         f"`{join(commands['volumes'])}`. It prints the files, directories and bytes of each.",
-        f"Start the services again: `{join(commands['start'])}`, and wait until each is healthy.",
+        "Start the services and the backup job again: "
+        f"`{join(commands['start'])}`, and wait until each is healthy.",
         "Record the test as the `restore-test` attestation in the stack file.",
         "`make restore STACK=<stack> BACKUP=<name> IDENTITY=<file>` runs the same commands.",
     ]
@@ -421,6 +437,7 @@ class Backup(pulumi.ComponentResource):
             archives=self.destination.name,
             volumes=self.plan["coveredVolumes"],
             writers=writers,
+            job=platform.container_name(SERVICE),
             database_container=platform.container_name(DATABASE_SERVICE) if source else None,
             root_password_file=ROOT_PASSWORD_PATH,
         )

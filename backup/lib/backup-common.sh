@@ -3,9 +3,14 @@
 # the cron matcher. Sourced, never run; callers set `set -euo pipefail` themselves.
 
 # shellcheck disable=SC2034 # the constants are read by the commands that source this file
-BACKUP_MANIFEST_MAGIC='# hospital-backup manifest 1'
+# Format 2 adds the inventory (`# expect` lines: every archive the run wrote, by kind and source)
+# and a last line `# end <SHA-256 of every line above>`; format 1 had neither.
+BACKUP_MANIFEST_MAGIC='# hospital-backup manifest 2'
+BACKUP_MANIFEST_MAGIC_V1='# hospital-backup manifest 1'
 BACKUP_NAME_PATTERN='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z(-[0-9]+)?$'
 VOLUME_NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9_.-]*$'
+# Database names go into SQL the restore runs as root, so only plain names are accepted.
+DATABASE_NAME_PATTERN='^[A-Za-z0-9_$-]{1,64}$'
 
 log() {
 	local stamp
@@ -84,7 +89,9 @@ age_recipient_args() { # array-name
 		die "age rejected the configured recipients"
 }
 
-# Prints "<epoch> <backup name>" of the last good backup, or nothing.
+# Prints "<start epoch> <backup name> <finish epoch>" of the last good backup, or nothing. The
+# start is its recovery point: a change made after it may be missing from the backup. (Records
+# written before format 2 hold "<finish epoch> <backup name>".)
 last_success() { # state-dir
 	[[ -r $1/last-success ]] && head -n 1 "$1/last-success"
 	return 0

@@ -9,11 +9,15 @@ import hashlib
 import ipaddress
 import os
 import random
+import select
 import shutil
 import socket
 import stat
 import subprocess
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,10 +155,14 @@ class MariaDb:
         """Runs SQL as root over the socket and returns the batch output as text."""
         return self.sql_bytes(statements, database).decode()
 
+    def root_client(self) -> list[str]:
+        """The mariadb client as root over the socket, in batch mode without column names."""
+        command = ["mariadb", "--no-defaults", f"--socket={self.socket_path}", "--user=root"]
+        return [*command, "--batch", "--skip-column-names", "--default-character-set=utf8mb4"]
+
     def sql_bytes(self, statements: str, database: str = "") -> bytes:
         """Runs SQL as root over the socket and returns the raw batch output."""
-        command = ["mariadb", "--no-defaults", f"--socket={self.socket_path}", "--user=root"]
-        command += ["--batch", "--skip-column-names", "--default-character-set=utf8mb4"]
+        command = self.root_client()
         if database:
             command.append(database)
         result = subprocess.run(
@@ -223,6 +231,10 @@ def start_mariadb(directory: Path) -> tuple[subprocess.Popen, MariaDb]:
             f"--ssl-key={tls.key_file}",
             "--require-secure-transport=ON",
             "--event-scheduler=ON",
+            # A binary log as the stack's server keeps, so dumps note the position they match.
+            "--log-bin=mariadb-bin",
+            "--server-id=1",
+            "--binlog-format=ROW",
             "--innodb-buffer-pool-size=64M",
             "--innodb-log-file-size=16M",
             "--character-set-server=utf8mb4",
@@ -494,9 +506,11 @@ class BackupRig:
     def backups(self) -> list[Path]:
         return sorted(p for p in self.dest.iterdir() if (p / "MANIFEST").is_file())
 
-    def restore(self, backup: Path, *extra: str, identity: Path | None = None, check=True):
-        return self.run(
-            "restore",
+    def restore_arguments(
+        self, backup: Path, *extra: str, identity: Path | None = None
+    ) -> list[str]:
+        """`restore`'s arguments for a full restore of backup into the rig."""
+        return [
             "--identity",
             str(identity or self.keys.identity),
             "--volumes-root",
@@ -504,5 +518,145 @@ class BackupRig:
             *self.database.restore_args(),
             *extra,
             str(backup),
-            check=check,
+        ]
+
+    def restore(self, backup: Path, *extra: str, identity: Path | None = None, check=True):
+        return self.run(
+            "restore", *self.restore_arguments(backup, *extra, identity=identity), check=check
         )
+
+
+def manifest_entries(backup: Path) -> list[dict[str, str]]:
+    """The MANIFEST's file lines as dictionaries (comment lines left out)."""
+    lines = (backup / "MANIFEST").read_text().splitlines()
+    columns = ["sha256", "bytes", "kind", "source", "file"]
+    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines if line[:1] != "#"]
+
+
+def volume_snapshots(rig: BackupRig) -> dict[str, dict]:
+    return {name: tree_snapshot(rig.volumes / name) for name in VOLUME_NAMES}
+
+
+def wipe(rig: BackupRig) -> None:
+    """Drops the databases and empties the volumes, leaving a file a restore must remove."""
+    for database in DATABASES:
+        rig.database.sql(f"DROP DATABASE {database}")
+    for name in VOLUME_NAMES:
+        volume = rig.volumes / name
+        shutil.rmtree(volume)
+        volume.mkdir()
+        (volume / "stale-file-from-after-the-backup").write_text("must disappear")
+
+
+def manifest_end(body: str) -> str:
+    """The last line of a manifest whose other lines are `body`."""
+    return f"# end\t{hashlib.sha256(body.encode()).hexdigest()}\n"
+
+
+def rewrite_manifest(backup: Path, edit: Callable[[list[str]], list[str]]) -> None:
+    """Edits the MANIFEST's lines and writes a matching end line, as anyone who can write the
+    destination can: the end line catches damage and careless edits, not a forger."""
+    lines = (backup / "MANIFEST").read_text().splitlines(keepends=True)
+    assert lines[-1].startswith("# end\t"), f"the MANIFEST has no end line: {lines[-1]!r}"
+    body = "".join(edit(lines[:-1]))
+    (backup / "MANIFEST").write_text(body + manifest_end(body))
+
+
+def resign_archive(backup: Path, file: str) -> None:
+    """Gives a changed archive's MANIFEST line its new size and SHA-256."""
+    content = (backup / file).read_bytes()
+
+    def edit(lines: list[str]) -> list[str]:
+        edited = []
+        for line in lines:
+            fields = line.rstrip("\n").split("\t")
+            if not line.startswith("#") and fields[-1] == file:
+                fields[:2] = [hashlib.sha256(content).hexdigest(), str(len(content))]
+                line = "\t".join(fields) + "\n"
+            edited.append(line)
+        return edited
+
+    rewrite_manifest(backup, edit)
+
+
+@contextmanager
+def mounted(target: Path, *mount_arguments: str) -> Iterator[Path]:
+    """`mount ARGUMENTS TARGET` for the block, unmounted after it (the tests run as root)."""
+    subprocess.run(["mount", *mount_arguments, str(target)], check=True, capture_output=True)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True, capture_output=True)
+
+
+@contextmanager
+def read_only_view(source: Path, target: Path) -> Iterator[Path]:
+    """A read-only bind mount of source at target, as a container's `-v SOURCE:TARGET:ro`."""
+    target.mkdir()
+    with mounted(target, "--bind", str(source)):
+        subprocess.run(
+            ["mount", "-o", "remount,bind,ro", str(target)], check=True, capture_output=True
+        )
+        yield target
+
+
+class PausedTool:
+    """A stand-in for a tool on PATH that stops the first time it is called with `trigger` among
+    its arguments, until the test releases it, then runs the real tool: a script caught in the
+    middle of its work, with no sleep and no timing."""
+
+    def __init__(self, directory: Path, tool: str, trigger: str) -> None:
+        directory.mkdir()
+        self.bin_dir = directory
+        self.ready = directory / "ready"
+        self.gate = directory / "gate"
+        os.mkfifo(self.ready)
+        os.mkfifo(self.gate)
+        script = directory / tool
+        script.write_text(
+            "#!/bin/bash\n"
+            f'if [[ " $* " == *" {trigger} "* && ! -e "{directory}/paused" ]]; then\n'
+            f'  : > "{directory}/paused"\n'
+            f'  echo paused > "{self.ready}"\n'
+            f'  read -r _ < "{self.gate}"\n'
+            "fi\n"
+            f'exec {shutil.which(tool)} "$@"\n'
+        )
+        script.chmod(0o755)
+        # Opened now without blocking, so the stand-in's write never waits for a reader.
+        self._ready_fd = os.open(self.ready, os.O_RDONLY | os.O_NONBLOCK)
+        self._released = False
+
+    def __enter__(self) -> "PausedTool":
+        return self
+
+    def __exit__(self, *failure) -> None:
+        """Releases a stand-in still paused (a test that failed midway), so its process ends."""
+        if not self._released:
+            try:
+                gate = os.open(self.gate, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # nobody waits at the gate
+                pass
+            else:
+                os.write(gate, b"go\n")
+                os.close(gate)
+            self._released = True
+        os.close(self._ready_fd)
+
+    def path(self) -> str:
+        return f"{self.bin_dir}:{os.environ['PATH']}"
+
+    def wait_until_paused(self, process: subprocess.Popen, timeout: float = 120) -> None:
+        """Returns once the stand-in has stopped; fails if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self._ready_fd], [], [], 1)
+            if readable and os.read(self._ready_fd, 64):
+                return
+            assert process.poll() is None, f"it ended before pausing: {process.communicate()}"
+        pytest.fail(f"the stand-in did not pause within {timeout} s")
+
+    def release(self) -> None:
+        with open(self.gate, "w") as gate:
+            gate.write("go\n")
+        self._released = True

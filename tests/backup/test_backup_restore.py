@@ -1,11 +1,14 @@
 """Backup and restore for real: a TLS MariaDB and files on disk, backed up, wiped, restored and
 compared; tampering, wrong keys and unreachable databases are refused."""
 
+import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,34 +16,21 @@ from backup_rig import (
     BACKUP_PASSWORD,
     BIN,
     DATABASES,
+    ENCOUNTERS,
+    PATIENTS,
     RESTORE_PASSWORD,
+    STUDIES,
     VOLUME_NAMES,
+    PausedTool,
     client_option_text,
     database_snapshot,
     ensure_binaries,
+    manifest_entries,
     sql_string,
     tree_snapshot,
+    volume_snapshots,
+    wipe,
 )
-
-
-def manifest_entries(backup: Path) -> list[dict[str, str]]:
-    lines = (backup / "MANIFEST").read_text().splitlines()
-    columns = ["sha256", "bytes", "kind", "source", "file"]
-    return [dict(zip(columns, line.split("\t"), strict=True)) for line in lines if line[:1] != "#"]
-
-
-def volume_snapshots(rig) -> dict[str, dict]:
-    return {name: tree_snapshot(rig.volumes / name) for name in VOLUME_NAMES}
-
-
-def wipe(rig) -> None:
-    for database in DATABASES:
-        rig.database.sql(f"DROP DATABASE {database}")
-    for name in VOLUME_NAMES:
-        volume = rig.volumes / name
-        shutil.rmtree(volume)
-        volume.mkdir()
-        (volume / "stale-file-from-after-the-backup").write_text("must disappear")
 
 
 # The whole point: every row, definition, file, owner and mode comes back after a wipe.
@@ -57,7 +47,8 @@ def test_round_trip_loses_no_row_and_no_file(rig):
     for name, before in files_before.items():
         after = tree_snapshot(rig.volumes / name)
         assert after == before, f"volume {name} differs after restore: {set(after) ^ set(before)}"
-    assert "emr orthanc: 3 tables, 11500 rows" in result.stdout, result.stdout
+    rows = PATIENTS + ENCOUNTERS + STUDIES
+    assert f"emr orthanc: 3 tables, {rows} rows" in result.stdout, result.stdout
     assert "orthanc-storage -> " in result.stdout, result.stdout
 
 
@@ -144,6 +135,19 @@ TAMPERINGS = {
         (b / "mariadb.sql.zst.age").read_bytes()[:-100]
     ),
     "removed archive": lambda b: (b / "volume-openemr-sites.tar.zst.age").unlink(),
+    "archive removed with its line": lambda b: (
+        (b / "volume-openemr-sites.tar.zst.age").unlink(),
+        (b / "MANIFEST").write_text(
+            "".join(
+                line
+                for line in (b / "MANIFEST").read_text().splitlines(keepends=True)
+                if not line.endswith("\tvolume-openemr-sites.tar.zst.age\n")
+            )
+        ),
+    ),
+    "manifest cut short": lambda b: (b / "MANIFEST").write_text(
+        "".join((b / "MANIFEST").read_text().splitlines(keepends=True)[:-2])
+    ),
     "unlisted file": lambda b: (b / "volume-extra.tar.zst.age").write_bytes(b"x"),
     "missing manifest": lambda b: (b / "MANIFEST").unlink(),
     "edited manifest": lambda b: (b / "MANIFEST").write_text(
@@ -185,13 +189,14 @@ def test_wrong_identity_is_rejected_before_anything_is_written(rig):
 def test_verify_only_checks_without_writing(rig):
     rig.backup()
     [backup] = rig.backups()
-    for name in VOLUME_NAMES:
-        shutil.rmtree(rig.volumes / name)
+    wipe(rig)
+    files_before = volume_snapshots(rig)
 
     result = rig.restore(backup, "--verify-only")
 
     assert "verified  4 files" in result.stdout, result.stdout
-    assert sorted(os.listdir(rig.volumes)) == [], "verify-only wrote a volume"
+    assert volume_snapshots(rig) == files_before, "verify-only wrote a volume"
+    assert rig.database.sql("SHOW DATABASES LIKE 'emr'") == "", "verify-only loaded the dump"
 
 
 # The runbook's verify step, with exactly the arguments the backup export hands to `restore`,
@@ -206,6 +211,7 @@ def test_exported_verify_step_verifies_a_backup(rig):
         archives="archives",
         volumes=list(VOLUME_NAMES),
         writers=["pacs"],
+        job="backup",
         database_container="database",
         root_password_file="/run/root-password",
     )["verify"]
@@ -294,8 +300,6 @@ def fake_backup(dest: Path, name: str) -> None:
 
 # Retention keeps the newest backup of each of the last N days and the last M ISO weeks.
 def test_retention_keeps_newest_per_day_and_per_week(rig):
-    import datetime
-
     start = datetime.date(2026, 9, 1)
     names = []
     for offset in range(60):
@@ -354,8 +358,6 @@ def write_state(rig, name: str, content: str) -> None:
 
 
 def now() -> int:
-    import time
-
     return int(time.time())
 
 
@@ -371,6 +373,54 @@ def test_healthcheck_fails_when_last_good_backup_is_older_than_rpo(rig):
     assert fresh.returncode == 0, fresh.stdout
     assert stale.returncode == 1, f"a 25 h old backup passed a 24 h RPO: {stale.stdout}"
     assert "over the RPO" in stale.stdout
+
+
+# A good backup records when it started (its recovery point) first, then its name and its end.
+def test_last_success_records_the_start_as_the_recovery_point(rig, tmp_path):
+    paused = PausedTool(tmp_path / "paused", "zstd", "-T2")
+    # Leaving the block releases a stand-in still paused before waiting for the process.
+    with (
+        subprocess.Popen(
+            [str(BIN / "backup"), "run"],
+            env=rig.env(PATH=paused.path()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as run,
+        paused,
+    ):
+        paused.wait_until_paused(run)
+        # The run is held inside its first archive until the clock has left the second it
+        # started in, so its start and its end differ; the wait is bounded by that second.
+        [staging] = rig.dest.glob(".incoming-*")
+        stamp = re.match(r"\.incoming-(.+Z)-[0-9]+$", staging.name).group(1)
+        start = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H%M%SZ")
+        time.sleep(max(0.0, start.replace(tzinfo=datetime.UTC).timestamp() + 1 - time.time()))
+        paused.release()
+        _, errors = run.communicate(timeout=300)
+
+    status = json.loads((rig.dest / ".status" / "last-run.json").read_text())
+    started, name, finished = (rig.dest / ".status" / "last-success").read_text().split()
+
+    assert run.returncode == 0, errors
+    assert status["finished_epoch"] > status["started_epoch"], status
+    assert int(started) == status["started_epoch"], "last-success does not begin with the start"
+    assert name == status["backup"] and int(finished) == status["finished_epoch"], status
+
+
+# A backup that finished a minute ago but started 25 h ago is over a 24 h RPO: the data it holds
+# may be that old. The scheduler takes one at start for the same reason.
+def test_recovery_point_is_counted_from_the_backup_start(rig):
+    rig.backup(BACKUP_DB_HOST="")
+    name = (rig.dest / ".status" / "last-success").read_text().split()[1]
+    write_state(rig, "last-success", f"{now() - 25 * 3600} {name} {now() - 60}")
+
+    health = healthcheck(rig)
+    lines = serve_until_waiting(rig)
+
+    assert health.returncode == 1, f"a backup started 25 h ago passed a 24 h RPO: {health.stdout}"
+    assert "started 25 h ago" in health.stdout, health.stdout
+    assert any("taking one now" in line for line in lines), "".join(lines)
 
 
 # A young container without a backup is in its grace period; an old one is not.
@@ -396,8 +446,6 @@ def test_healthcheck_fails_when_the_last_backup_is_gone(rig):
 
 
 def next_run(expression: str, after: str) -> str:
-    import datetime
-
     epoch = int(datetime.datetime.fromisoformat(after + "+00:00").timestamp())
     result = subprocess.run(
         [str(BIN / "backup-scheduler"), "next", expression, str(epoch)],
@@ -475,6 +523,7 @@ def test_database_volume_contributes_only_binary_logs(rig, tmp_path):
 
     rig.backup(BACKUP_DB_VOLUME=data.name)
     [backup] = rig.backups()
+    (tmp_path / "binlogs").mkdir()
     kept_out = rig.restore(backup, "--skip-database", "--verify-only")
     extracted = rig.restore(
         backup, "--skip-database", "--skip-volumes", "--binlogs-dir", str(tmp_path / "binlogs")
@@ -523,11 +572,14 @@ def test_dump_works_with_the_database_components_grants(rig):
     rig.backup(BACKUP_DB_USER="backup_scoped")
     [backup] = rig.backups()
     rig.database.sql("DROP DATABASE emr")
-    rig.restore(backup, "--skip-volumes")
+    restored = rig.restore(backup, "--skip-volumes")
 
     [entry] = [e for e in manifest_entries(backup) if e["kind"] == "database"]
     assert entry["source"] == "emr", f"the scoped account dumped {entry['source']}"
     assert database_snapshot(rig.database) == rows_before, "emr differs after the scoped dump"
+    assert "the dump matches binary log mariadb-bin." in restored.stdout, (
+        f"the scoped account's dump holds no binary log position: {restored.stdout}"
+    )
 
 
 def serve_until_waiting(rig, **overrides: str) -> list[str]:

@@ -223,7 +223,8 @@ def test_backup_export_describes_the_plan(prod):
     assert "hospital-prod-database-data" not in plan["coveredVolumes"]
     assert plan["database"]["binlogVolume"] == "hospital-prod-database-data"
     runbook = "\n".join(plan["restoreSteps"])
-    assert "--verify-only" in runbook and "--sql-to-stdout" in runbook
+    assert "--verify-only" in runbook and "--sql-to-stdout --sql-report" in runbook
+    assert "docker stop hospital-prod-backup " in runbook, "the runbook leaves the job running"
     assert runbook.count("docker run --rm --network none --user 0:0 ") == 3, (
         "restore containers must run as root (archives are root's) without a network"
     )
@@ -360,7 +361,8 @@ def restore_stack(tmp_path: Path, plan: dict, *extra: str, fail_on: str = ""):
 
 
 # `make restore` runs verify, stop, database pipe, volumes, start — in that order, with the
-# chosen backup and identity in place of the placeholders.
+# chosen backup and identity in place of the placeholders; the backup job is stopped first and
+# started last, so no run overlaps the restore.
 def test_restore_stack_runs_the_plan_in_order(prod, tmp_path):
     result, calls, identity = restore_stack(tmp_path, prod.export("backup"))
 
@@ -373,7 +375,10 @@ def test_restore_stack_runs_the_plan_in_order(prod, tmp_path):
     for call in (calls[0], calls[2], calls[4]):
         assert f"{identity}:/run/identity:ro" in call["args"], call["args"]
         assert call["args"][-1] == "/backups/2026-12-03T020000Z", call["args"]
-    assert calls[1]["args"][1:] == calls[5]["args"][1:], "start does not undo stop"
+    assert sorted(calls[1]["args"][1:]) == sorted(calls[5]["args"][1:]), "start does not undo stop"
+    assert calls[1]["args"][1] == "hospital-prod-backup", f"job not stopped first: {calls[1]}"
+    assert calls[5]["args"][-1] == "hospital-prod-backup", f"job not started last: {calls[5]}"
+    assert "--require-mounts" in calls[4]["args"], "volume targets may be unmounted paths"
 
 
 # A backup that fails verification stops the restore before any service is stopped.

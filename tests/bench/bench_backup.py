@@ -107,7 +107,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-backup-", dir=options.workdir))
     try:
         sources, dest, restored = scratch / "volumes", scratch / "backups", scratch / "restored"
-        for directory in (sources, dest, restored):
+        for directory in (sources, dest, restored, restored / VOLUME):
             directory.mkdir()
         key = scratch / "bench.key"
         subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, check=True)
