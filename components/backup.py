@@ -14,7 +14,7 @@ import pulumi
 import pulumi_docker as docker
 from pydantic import Field, ValidationInfo, field_validator
 
-from components.config_model import MemoryMb, PinnedImage, Problem, StackModel
+from components.config_model import CpuShares, MemoryMb, PinnedImage, Problem, StackModel
 from components.cron import parse_cron
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ class BackupSettings(StackModel):
         "volume when unset",
     )
     memory_mb: MemoryMb = 512
+    cpu_shares: CpuShares = 256
     base_image: PinnedImage = Field(
         default=DEFAULT_BASE_IMAGE,
         description="the image backup/Dockerfile builds on (its BASE build argument)",
@@ -396,6 +397,7 @@ class Backup(pulumi.ComponentResource):
                 test=HEALTHCHECK, interval="60s", timeout="30s", retries=2, start_period="60s"
             ),
             memory_mb=settings.memory_mb,
+            cpu_shares=settings.cpu_shares,
             parent=self,
             envs=job_environment(settings, source),
             uploads=uploads,

@@ -70,6 +70,19 @@ def _not_a_boolean(value: Any) -> Any:
 MemoryMb = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=64, le=65536)]
 """A container memory limit in MiB."""
 
+CpuShares = Annotated[
+    int,
+    BeforeValidator(_not_a_boolean),
+    Field(
+        ge=2,
+        le=262144,
+        description="CPU weight against the other containers when the host's cores are all busy "
+        "(Docker's default is 1024)",
+    ),
+]
+"""A container's relative CPU weight (Docker's `--cpu-shares`): it only matters under contention,
+so unlike a hard `--cpus` cap it never slows a service on an idle host nor fails on a small one."""
+
 Port = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1, le=65535)]
 """A TCP port number."""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import pulumi
 from pydantic import Field
 
-from components.config_model import MemoryMb, PinnedImage, StackModel
+from components.config_model import CpuShares, MemoryMb, PinnedImage, StackModel
 
 if TYPE_CHECKING:
     from components.platform import Platform
@@ -97,6 +97,7 @@ class DatabaseSettings(StackModel):
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 1024
+    cpu_shares: CpuShares = 1024
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] = "openemr"
     user: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")] = "openemr"
     binlog_retention_days: Annotated[int, Field(ge=1, le=90)] = 7
@@ -181,6 +182,7 @@ class Database(pulumi.ComponentResource):
             aliases=[ALIAS],
             healthcheck=Healthcheck(test=HEALTHCHECK, start_period="120s"),
             memory_mb=database.memory_mb,
+            cpu_shares=database.cpu_shares,
             parent=self,
             envs={
                 "MARIADB_ROOT_PASSWORD_FILE": accounts.root_password_file,

@@ -19,7 +19,7 @@ import pulumi
 import yaml
 from pydantic import Field, field_validator
 
-from components.config_model import MemoryMb, PinnedImage, Port, StackModel
+from components.config_model import CpuShares, MemoryMb, PinnedImage, Port, StackModel
 
 if TYPE_CHECKING:
     from components.platform import Platform, WebSite
@@ -109,6 +109,7 @@ class EdrSettings(StackModel):
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 1024
+    cpu_shares: CpuShares = 512
     frontend_port: Port = Field(
         default=8000, description="host port on addresses.agents (the server binds 8000)"
     )
@@ -269,6 +270,7 @@ class Edr(pulumi.ComponentResource):
                 start_period="120s",
             ),
             memory_mb=edr.memory_mb,
+            cpu_shares=edr.cpu_shares,
             # Limitation: the docker provider copies uploads through the container's root, which
             # Docker refuses when the root file system is read-only.
             read_only=False,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import pulumi
 from pydantic import Field
 
-from components.config_model import MemoryMb, PinnedImage, StackModel
+from components.config_model import CpuShares, MemoryMb, PinnedImage, StackModel
 
 if TYPE_CHECKING:
     from components.database import Database
@@ -70,6 +70,7 @@ class EmrSettings(StackModel):
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 1024
+    cpu_shares: CpuShares = 1024
     admin_user: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{2,31}$")] = "emr-admin"
 
 
@@ -111,6 +112,7 @@ class Emr(pulumi.ComponentResource):
             aliases=[ALIAS],
             healthcheck=Healthcheck(test=HEALTHCHECK, start_period=START_PERIOD, retries=5),
             memory_mb=emr.memory_mb,
+            cpu_shares=emr.cpu_shares,
             parent=self,
             envs=emr_environment(
                 emr,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
-from components.config_model import MemoryMb, PinnedImage, Port, StackModel
+from components.config_model import CpuShares, MemoryMb, PinnedImage, Port, StackModel
 
 if TYPE_CHECKING:
     from components.platform import Platform, WebSite
@@ -58,6 +58,7 @@ class GatewaySettings(StackModel):
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 256
+    cpu_shares: CpuShares = 1024
     https_port: Port = 443
     http_port: Port = 80
 
@@ -152,6 +153,7 @@ class Gateway(pulumi.ComponentResource):
                 start_period="10s",
             ),
             memory_mb=gateway.memory_mb,
+            cpu_shares=gateway.cpu_shares,
             parent=self,
             envs={"NGINX_ENTRYPOINT_QUIET_LOGS": "1"},
             uploads=uploads,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import pulumi
 from pydantic import Field, ValidationInfo, field_validator
 
-from components.config_model import MemoryMb, PinnedImage, Port, StackModel
+from components.config_model import CpuShares, MemoryMb, PinnedImage, Port, StackModel
 
 if TYPE_CHECKING:
     from components.platform import Platform
@@ -168,6 +168,7 @@ class PacsSettings(StackModel):
 
     image: PinnedImage = IMAGE
     memory_mb: MemoryMb = 2048
+    cpu_shares: CpuShares = 1024
     aet: AeTitle = "ORTHANC"
     dicom_port: Port = Field(default=4242, description="host port on addresses.dicom")
     dicom_tls: bool = Field(
@@ -268,6 +269,7 @@ class Pacs(pulumi.ComponentResource):
                 start_period="60s",
             ),
             memory_mb=pacs.memory_mb,
+            cpu_shares=pacs.cpu_shares,
             parent=self,
             envs=dict(TOOLKIT_ENVIRONMENT),
             uploads=uploads,

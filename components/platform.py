@@ -134,6 +134,7 @@ class Platform:
         healthcheck: Healthcheck,
         memory_mb: int,
         parent: pulumi.Resource,
+        cpu_shares: int = 1024,
         aliases: Sequence[str] = (),
         envs: Mapping[str, pulumi.Input[str]] | None = None,
         secret_envs: Mapping[str, pulumi.Input[str]] | None = None,
@@ -152,9 +153,9 @@ class Platform:
         """Declare the container of `service` with the stack's baseline hardening.
 
         Every container drops all capabilities and adds back only `capabilities`, runs with
-        no-new-privileges, a memory limit, a restart policy, a health check that `pulumi up`
-        waits for, rotated logs and user-defined networks only; its root file system is
-        read-only unless `read_only=False` says the image cannot run that way.
+        no-new-privileges, a memory limit, a CPU weight (`cpu_shares`), a restart policy, a
+        health check that `pulumi up` waits for, rotated logs and user-defined networks only; its
+        root file system is read-only unless `read_only=False` says the image cannot run that way.
         """
         name = self.container_name(service)
         networks = [self.zones.network(zone) for zone in zones]
@@ -220,6 +221,7 @@ class Platform:
                 tmpfs=dict(DEFAULT_TMPFS if tmpfs is None else tmpfs) or None,
                 memory=memory_mb,
                 memory_swap=memory_mb,
+                cpu_shares=cpu_shares,
                 restart=RESTART_POLICY,
                 log_driver=logging.driver,
                 log_opts={"max-size": logging.max_size, "max-file": str(logging.max_file)},

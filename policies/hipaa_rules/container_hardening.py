@@ -282,6 +282,42 @@ def validate_memory(args, report_violation):
         )
 
 
+def positive(value) -> bool:
+    """True for a number, or a decimal string, above zero; False for anything else."""
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+CPU_SCHEMA = schema(
+    requireHardLimit={
+        "type": "boolean",
+        "default": False,
+        "description": "Ask for a hard cap (`cpus` or `cpuQuota`); a CPU weight (`cpuShares`) "
+        "alone then no longer suffices.",
+    }
+)
+
+
+def validate_cpu(args, report_violation):
+    # The provider leaves every CPU input unset (0) by default: no weight, no cap. `cpus` is a
+    # decimal string ("1.5").
+    capped = positive(args.props.get("cpus")) or positive(args.props.get("cpuQuota"))
+    weighted = positive(args.props.get("cpuShares"))
+    if setting(args, CPU_SCHEMA, "requireHardLimit"):
+        if not capped:
+            report_violation(
+                f"Container '{args.name}' has no CPU cap; set `cpus` so one service cannot take "
+                "every core."
+            )
+    elif not (capped or weighted):
+        report_violation(
+            f"Container '{args.name}' has neither a CPU weight nor a CPU cap; set `cpuShares` "
+            "(or `cpus`) so a busy service cannot starve the others."
+        )
+
+
 RESTART_SCHEMA = schema(
     allowedPolicies={
         "type": "array",
@@ -536,6 +572,18 @@ POLICIES = [
         cis=["5.11"],
         remediation="Set `memory` in MB from the service's sizing.",
         config_schema=MEMORY_SCHEMA,
+    ),
+    resource_policy(
+        name="container-configure-cpu-limit",
+        description="Every container has a CPU weight or a CPU cap.",
+        validate=validate_cpu,
+        resource_types=[CONTAINER],
+        severity=Severity.MEDIUM,
+        citations=[CONTINGENCY],
+        cis=["5.12"],
+        remediation="Set `cpuShares` from the service's priority (the backup job below the "
+        "clinical services), or `cpus` where a hard cap is wanted.",
+        config_schema=CPU_SCHEMA,
     ),
     resource_policy(
         name="container-configure-restart-policy",

@@ -84,6 +84,7 @@ def hardened_container(service: str, **inputs: Any) -> dict[str, Any]:
         "readOnly": True,
         "tmpfs": {"/tmp": "rw,noexec,nosuid,size=64m"},
         "memory": 1024.0,
+        "cpuShares": 1024.0,
         "restart": "unless-stopped",
         "logDriver": "local",
         "logOpts": {"max-size": "50m", "max-file": "10"},

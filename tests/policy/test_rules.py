@@ -318,6 +318,12 @@ RESOURCE_MUTATIONS = [
     ),
     ("container-disallow-privileged", "gateway", set_key("privileged", True), "runs privileged"),
     (
+        "container-configure-cpu-limit",
+        "gateway",
+        drop("cpuShares"),
+        "has neither a CPU weight nor a CPU cap",
+    ),
+    (
         "container-disallow-shared-mount-propagation",
         "backup",
         add_bind_mount("/srv/exchange", "/exchange", "rshared"),
@@ -638,6 +644,7 @@ UNKNOWN_CASES = [
     ("container-disallow-privileged", "gateway", "privileged", "diagnostic"),
     ("container-disallow-shared-mount-propagation", "gateway", "mounts", "diagnostic"),
     ("container-configure-memory-limit", "gateway", "memory", "diagnostic"),
+    ("container-configure-cpu-limit", "gateway", "cpuShares", "diagnostic"),
     ("container-configure-restart-policy", "gateway", "restart", "diagnostic"),
     ("container-disallow-unbound-ports", "gateway", "ports.0.ip", "diagnostic"),
     ("container-disallow-unbound-ports", "gateway", "ports.0", "pass"),
@@ -1029,6 +1036,21 @@ def test_volume_without_a_bind_device_passes(driver_options, compliant):
     outcome = run_resource_rule("volume-disallow-sensitive-host-paths", resource_type, props)
 
     assert outcome.messages == [] and outcome.unknown is None, outcome
+
+
+# A CPU weight suffices by default; a pack config asking for a hard cap wants `cpus` (or a quota).
+def test_cpu_weight_suffices_unless_a_hard_cap_is_required(compliant):
+    resource_type, props = compliant("database")
+    rule = "container-configure-cpu-limit"
+
+    weighted = run_resource_rule(rule, resource_type, props)
+    strict = run_resource_rule(rule, resource_type, props, {"requireHardLimit": True})
+    props["cpus"] = "1.5"
+    capped = run_resource_rule(rule, resource_type, props, {"requireHardLimit": True})
+
+    assert weighted.messages == [], weighted
+    assert strict.messages and "has no CPU cap" in strict.messages[0], strict
+    assert capped.messages == [], capped
 
 
 # Private propagation (Docker's default) and a mount without bind options are compliant.

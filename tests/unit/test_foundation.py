@@ -607,3 +607,19 @@ def _strings(value, path: str):
             yield from _strings(item, f"{path}.{index}")
     elif isinstance(value, str):
         yield path, value
+
+
+# Every container carries its service's CPU weight from the stack file, and the backup job weighs
+# least, so a running backup never takes the cores from the clinical services.
+def test_every_container_has_its_services_cpu_weight(tmp_path: Path) -> None:
+    document = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())
+    document["config"]["hospital:pacs"]["cpuShares"] = 2048
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(document))
+
+    recording = run_program("prod", stack_file)
+
+    weights = {c.name: c.input("cpuShares") for c in recording.of_type(CONTAINER)}
+    assert weights["pacs"] == 2048, weights
+    assert all(isinstance(weight, (int, float)) and weight > 0 for weight in weights.values())
+    assert weights["backup"] < min(weights[name] for name in ("database", "emr", "gateway"))

@@ -225,6 +225,13 @@ BAD_INPUTS = [
         "already published on 10.40.0.10 by gateway.httpsPort",
     ),
     ("prod", set_key("pacs.colour", "blue"), "hospital:pacs.colour", "is not a known setting"),
+    (
+        "prod",
+        set_key("backup.cpuShares", 1),
+        "hospital:backup.cpuShares",
+        "greater than or equal to 2",
+    ),
+    ("dev", set_key("edr.cpuShares", True), "hospital:edr.cpuShares", "not true or false"),
     ("prod", set_key("databse", {"memoryMb": 512}), "hospital:databse", "is not a known setting"),
     (
         "prod",
