@@ -44,6 +44,8 @@ from tools.preview import run_program
 from tools.recording import RecordedResource, Recording
 
 PACK_NAME = "hospital-hipaa"
+# How rules word a not-applicable reason for a subject the pack config excepts by name.
+REVIEWED_EXCEPTION = "reviewed exception"
 PACK_VERSION = str(
     yaml.safe_load((REPO_ROOT / "policies" / "PulumiPolicy.yaml").read_text())["version"]
 )
@@ -429,7 +431,7 @@ def checklist_rows(result: CheckResult) -> list[dict[str, Any]]:
             elif rule in violated:
                 rule_states.append((rule, "violated"))
             elif not result.applied.get(rule):
-                rule_states.append((rule, "nothing to check"))
+                rule_states.append((rule, _unapplied_state(result, rule)))
             else:
                 rule_states.append((rule, "passing"))
         attested = [(item, result.attestations.get(item, "missing")) for item in entry.attestations]
@@ -445,6 +447,15 @@ def checklist_rows(result: CheckResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _unapplied_state(result: CheckResult, rule: str) -> str:
+    """A rule that judged nothing: every subject a reviewed exception of the pack config, or no
+    subject at all."""
+    reasons = [reason for name, reason in result.not_applicable if name == rule]
+    if reasons and all(REVIEWED_EXCEPTION in reason for reason in reasons):
+        return "reviewed exceptions"
+    return "nothing to check"
+
+
 def _row_status(rules: list[tuple[str, str]], attested: list[tuple[str, str]]) -> str:
     if any(state == "violated" for _, state in rules):
         return "violated"
@@ -454,6 +465,8 @@ def _row_status(rules: list[tuple[str, str]], attested: list[tuple[str, str]]) -
         return "missing"
     if rules and all(state == "passing" for _, state in rules):
         return "enforced and passing" + (" + attested" if attested else "")
+    if rules and all(state in ("passing", "reviewed exceptions") for _, state in rules):
+        return "enforced, with reviewed exceptions" + (" + attested" if attested else "")
     if attested:
         return "attested"
     return "missing"
@@ -535,7 +548,9 @@ def render_report(result: CheckResult) -> str:
         elif policy.name in grouped:
             outcome = f"{len(grouped[policy.name])} violation(s)"
         else:
-            outcome = "pass" if result.applied.get(policy.name) else "nothing to check"
+            outcome = (
+                "pass" if result.applied.get(policy.name) else _unapplied_state(result, policy.name)
+            )
         level = result.levels.get(policy.name, "disabled")
         lines.append(
             f"| `{policy.name}` | {level} | {citations} | {', '.join(cis) or '—'} | {outcome} |"

@@ -422,24 +422,29 @@ READ_ONLY_SCHEMA = schema(
         "type": "array",
         "items": {"type": "string"},
         "default": [],
-        "description": "Services whose images must write into their root filesystem.",
+        "description": "Reviewed exceptions: services whose root filesystem stays writable "
+        "(their images write there, or they receive uploads).",
     }
 )
 
 
 def validate_read_only_root(args, report_violation):
+    if args.props.get("readOnly", False):
+        return
     name = service(args.props)
     if name in setting(args, READ_ONLY_SCHEMA, "writableRootServices"):
         args.not_applicable(f"{name}: reviewed exception (writableRootServices)")
-    # Limitation: the docker provider copies `uploads` into the created container, and Docker
-    # refuses that copy into a read-only root; a container with uploads cannot be read-only.
+    # A container that receives `uploads` cannot be read-only as it stands: the docker provider
+    # copies them to "/" of the created container, which Docker refuses on a read-only root.
+    # Such a service is a reviewed exception, listed where an auditor sees it, never a silent skip.
+    because = ""
     if len(sequence(args.props, "uploads")):
-        args.not_applicable("receives uploads, which Docker cannot copy into a read-only root")
-    if not args.props.get("readOnly", False):
-        report_violation(
-            f"Container '{args.name}' ({name}) needs no uploads yet its root filesystem is "
-            "writable; set `readOnly=True` and give it `tmpfs` for scratch paths."
-        )
+        because = " (it receives uploads, which Docker cannot copy into a read-only root)"
+    report_violation(
+        f"Container '{args.name}' ({name}) has a writable root filesystem{because}; set "
+        "`readOnly=True` with `tmpfs` for scratch paths, or list the service in "
+        "`writableRootServices` as a reviewed exception."
+    )
 
 
 ROOT_USER_SCHEMA = schema(

@@ -120,7 +120,6 @@ def database() -> dict[str, Any]:
     return hardened_container(
         "database",
         user="",
-        readOnly=False,
         capabilities={"drops": ["ALL"], "adds": ["CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID"]},
         envs=[
             "MARIADB_ROOT_PASSWORD_FILE=/run/secrets/root",
@@ -139,7 +138,6 @@ def emr() -> dict[str, Any]:
     return hardened_container(
         "emr",
         user="",
-        readOnly=False,
         envs=[
             "MYSQL_HOST=mariadb",
             f"MYSQL_ROOT_PASS={SECRET_MARKER}",

@@ -453,7 +453,12 @@ RESOURCE_MUTATIONS = [
         lambda p: p.update(networksAdvanced=[], networkMode="default"),
         "joins no user-defined network",
     ),
-    ("container-enable-read-only-root", "backup", drop("readOnly"), "root filesystem is writable"),
+    (
+        "container-enable-read-only-root",
+        "backup",
+        drop("readOnly"),
+        "has a writable root filesystem",
+    ),
     ("container-disallow-root-user", "gateway", set_key("user", "0:0"), "runs as root"),
     ("container-disallow-root-user", "backup", drop("user"), "runs as root"),
     (
@@ -1036,6 +1041,22 @@ def test_volume_without_a_bind_device_passes(driver_options, compliant):
     outcome = run_resource_rule("volume-disallow-sensitive-host-paths", resource_type, props)
 
     assert outcome.messages == [] and outcome.unknown is None, outcome
+
+
+# A writable root is never skipped silently: a container receiving uploads (which cannot be
+# read-only) is flagged with that reason unless its service is a reviewed exception.
+def test_writable_root_with_uploads_needs_a_reviewed_exception(compliant):
+    resource_type, props = compliant("database")
+    props["readOnly"] = False
+    rule = "container-enable-read-only-root"
+
+    flagged = run_resource_rule(rule, resource_type, props)
+    excepted = run_resource_rule(rule, resource_type, props, {"writableRootServices": ["database"]})
+
+    assert flagged.messages and "it receives uploads" in flagged.messages[0], flagged
+    assert excepted.messages == [] and "reviewed exception" in str(excepted.not_applicable), (
+        excepted
+    )
 
 
 # A CPU weight suffices by default; a pack config asking for a hard cap wants `cpus` (or a quota).

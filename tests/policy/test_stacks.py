@@ -76,6 +76,17 @@ def test_report_lists_attested_items_apart_from_enforced_ones(prod_baseline):
     assert "enforced and passing" in report, "no checklist item shows as enforced"
 
 
+# A rule whose every subject is a reviewed exception of the pack config says so, and its
+# checklist item reads as enforced with exceptions, neither "passing" nor "missing".
+def test_report_names_reviewed_exceptions_apart_from_passing_rules(prod_baseline):
+    report = render_report(prod_baseline)
+
+    harden = next(line for line in report.splitlines() if line.startswith("| Harden container"))
+    assert "`container-enable-read-only-root` (reviewed exceptions)" in harden, harden
+    assert harden.endswith("| enforced, with reviewed exceptions |"), harden
+    assert "| 5.13 | reviewed exceptions |" in report, "the rule table hides the exceptions"
+
+
 # --- mutations of the prod recording --------------------------------------------------------
 
 
