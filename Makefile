@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 POLICY_VENV := policies/venv
 STACK ?= dev
 
-.PHONY: help venv host-packages up preview destroy test lint plan check docs conformance bench \
+.PHONY: help venv host-packages engine-and-cli up preview destroy test lint plan check docs conformance bench \
 	restore
 
 help: ## list the targets
@@ -29,13 +29,17 @@ $(POLICY_VENV)/.installed: policies/requirements.txt
 	$(POLICY_VENV)/bin/pip install --quiet -r policies/requirements.txt
 	touch $@
 
-up: venv $(POLICY_VENV)/.installed ## pulumi up for STACK (default dev) on the local Docker engine
+# Before building the virtualenvs: a missing CLI or engine is said at once, not minutes later.
+engine-and-cli:
+	@scripts/pulumi-local.sh $(STACK) check
+
+up: engine-and-cli venv $(POLICY_VENV)/.installed ## pulumi up for STACK (default dev) on the local Docker engine
 	scripts/pulumi-local.sh $(STACK) up
 
-preview: venv $(POLICY_VENV)/.installed ## pulumi preview for STACK with the policy pack
+preview: engine-and-cli venv $(POLICY_VENV)/.installed ## pulumi preview for STACK with the policy pack
 	scripts/pulumi-local.sh $(STACK) preview
 
-destroy: venv ## pulumi destroy for STACK (prod volumes are retained)
+destroy: engine-and-cli venv ## pulumi destroy for STACK (prod volumes are retained)
 	scripts/pulumi-local.sh $(STACK) destroy
 
 test: venv host-packages ## unit, policy and backup tests (no Docker engine needed)

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Run a Pulumi command for one stack of this project on this machine: state in a local file
 # backend inside the repository, the local Docker engine, and the policy pack for that stack.
-# Usage: scripts/pulumi-local.sh STACK up|preview|destroy
+# Usage: scripts/pulumi-local.sh STACK up|preview|destroy|check (check: the CLI and the engine
+# answer, and nothing else is done)
 set -euo pipefail
 
-stack=${1:?usage: $0 STACK up|preview|destroy}
-action=${2:?usage: $0 STACK up|preview|destroy}
+stack=${1:?usage: $0 STACK up|preview|destroy|check}
+action=${2:?usage: $0 STACK up|preview|destroy|check}
 root=$(cd "$(dirname "$0")/.." && pwd)
 case "$action" in
-  up | preview | destroy) ;;
-  *) echo "error: unknown action $action (up, preview or destroy)" >&2; exit 64 ;;
+  up | preview | destroy | check) ;;
+  *) echo "error: unknown action $action (up, preview, destroy or check)" >&2; exit 64 ;;
 esac
 
 if ! command -v pulumi >/dev/null 2>&1; then
@@ -20,6 +21,8 @@ if ! docker info >/dev/null 2>&1; then
   echo "error: no Docker engine answers (is dockerd running, and may this user use it?)" >&2
   exit 69
 fi
+
+[[ "$action" == check ]] && exit 0
 
 export PULUMI_BACKEND_URL="file://${root}/.pulumi-state"
 mkdir -p "${root}/.pulumi-state"

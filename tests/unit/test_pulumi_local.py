@@ -139,3 +139,32 @@ def test_unknown_action_is_refused(project: Path) -> None:
 
     assert result.returncode == 64 and "unknown action deploy" in result.stderr, result
     assert calls(project) == [], "a pulumi or docker command ran for an unknown action"
+
+
+# `check` answers whether the CLI and the engine are there, and does nothing else.
+def test_check_action_stops_after_finding_the_cli_and_engine(project: Path) -> None:
+    env = tools_on_path(project, "pulumi", "docker")
+
+    result = run(project, env, "dev", "check")
+
+    assert result.returncode == 0, result.stderr
+    assert [line for line in calls(project) if line.startswith("pulumi")] == [], calls(project)
+    assert not (project / ".pulumi-state").exists(), "check made the state directory"
+
+
+# `make up` says the CLI is missing before it spends minutes building the virtualenvs.
+def test_make_up_names_the_missing_cli_before_building_anything(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    result = subprocess.run(
+        ["make", "-C", str(REPO), "up", "STACK=dev", f"VENV={venv}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode != 0, result.stdout
+    assert "pulumi CLI is not installed" in result.stderr, result.stderr
+    assert not venv.exists() and "-m venv" not in result.stdout, "a virtualenv was built first"
