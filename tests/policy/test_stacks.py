@@ -285,7 +285,9 @@ RECORDING_MUTATIONS = [
         mutate(
             CONTAINER,
             "gateway",
-            edit_uploads("    access_log /dev/stdout audit;", "    access_log off;"),
+            edit_uploads(
+                "    access_log /dev/stdout audit buffer=64k flush=1s;", "    access_log off;"
+            ),
         ),
         "container-enable-audit-logging",
     ),
