@@ -221,6 +221,10 @@ def _edr_flows(datacenter: HospitalDataCenter, present: set[str]) -> list[dict]:
                 f"health probe of {target.url} every {settings.edr.probe_period_seconds} s "
                 "(Hospital.Server.ServiceHealth)"
             )
+            if target.service == "pacs":
+                purpose += (
+                    "; polls its REST change log as edr-monitor (Hospital.Server.DicomTraffic)"
+                )
             if ipaddress.ip_address(site.listen_address).is_loopback:
                 purpose += "; fails while the gateway listens on loopback"
             flows.append(

@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, field_validator
 
 from components.config_model import CpuShares, MemoryMb, PinnedImage, Port, StackModel
+from components.pacs import EDR_MONITOR_ACCOUNT, USER_NAMES
 
 if TYPE_CHECKING:
     from components.platform import Platform, WebSite
@@ -87,6 +88,22 @@ RECORD_ISSUE_DATE = (
 """What the operator does with the output of the certificate `check` command."""
 
 ARTIFACTS_SOURCE = Path(__file__).resolve().parent.parent / "edr" / "artifacts"
+SECRET_PARAMETER_TYPE = "redacted"
+"""An artifact with a parameter of this type has a secret written into its defaults: its file is
+uploaded as a secret."""
+# Limitation: Orthanc's change log records stored instances only; C-FIND, C-MOVE, C-GET and C-ECHO
+# leave no trace in its REST API, and Orthanc writes DICOM requests only to its verbose log, on
+# stdout in this stack. So the artifact sees no query or retrieval by a peer; Orthanc's own checks
+# (each modality's permissions, the called AET and, in prod, the peer's address) restrict them.
+DICOM_TRAFFIC_ARTIFACT = "Hospital.Server.DicomTraffic"
+PACS_SERVICE = "pacs"
+# Limitation: without Orthanc's authorization plugin every Orthanc user has the whole REST API, so
+# the password written into Hospital.Server.DicomTraffic's defaults could also delete studies. Its
+# file is a secret upload and the parameter is redacted in requests, but any Velociraptor user who
+# may read artifact definitions can read the default.
+PACS_MONITOR_ACCOUNT = EDR_MONITOR_ACCOUNT
+"""The PACS account Hospital.Server.DicomTraffic signs in with: an Orthanc user of its own (not
+the administrator, nor the health probe), so its use is rotated and audited apart."""
 DOCKER_VOLUMES_ROOT = "/var/lib/docker/volumes"
 PHI_AUDIT_KEY_PREFIX = "phi-"
 AUDIT_KEY_MAX_BYTES = 31
@@ -156,7 +173,8 @@ class Edr(pulumi.ComponentResource):
     :param name: the component's resource name.
     :param platform: the shared foundation.
     :param watched_sites: web interfaces the server probes through the gateway on a schedule
-        (`Hospital.Server.ServiceHealth`), e.g. `[emr.site, pacs.site]`.
+        (`Hospital.Server.ServiceHealth`), e.g. `[emr.site, pacs.site]`; the PACS site's REST API
+        is also polled for the instances it stores (`Hospital.Server.DicomTraffic`).
     :param opts: resource options; pass the data center as parent.
     """
 
@@ -188,21 +206,12 @@ class Edr(pulumi.ComponentResource):
             volume.name for volume in platform.volumes.of_class("phi") if volume.service != SERVICE
         ]
         log_volumes = {volume.service: volume.name for volume in platform.volumes.of_class("logs")}
-        if "pacs" not in log_volumes:
-            # Limitation: Orthanc logs to stdout (the container's rotated log driver), and its
-            # DICOM requests appear only in its verbose log; writing that to a volume
-            # (LOGDIR + VERBOSE_ENABLED) would grow without rotation. So the DicomTraffic
-            # artifact keeps its default glob and finds no file until an operator turns on
-            # file logging for the PACS.
-            pulumi.log.info(
-                "edr: Hospital.Client.DicomTraffic reads Orthanc log files, which this stack "
-                "does not write (Orthanc logs to stdout)",
-                self,
-            )
         self.artifact_types = artifact_types()
         self.artifact_names = sorted(self.artifact_types)
-        rendered = pulumi.Output.from_input(platform.pki.ca_cert_pem).apply(
-            lambda ca_pem: render_artifacts(
+        self.secret_artifacts = artifacts_with_secrets()
+
+        def render(ca_pem: str, pacs_password: str = "") -> dict[str, str]:
+            return render_artifacts(
                 artifact_defaults(
                     watched_sites=watched_sites,
                     probe_period_seconds=edr.probe_period_seconds,
@@ -210,9 +219,17 @@ class Edr(pulumi.ComponentResource):
                     allowed_aets=[modality.aet for modality in settings.pacs.modalities.values()],
                     log_volumes=log_volumes,
                     phi_volumes=phi_volumes,
+                    pacs_password=pacs_password,
                 )
             )
-        )
+
+        # The artifacts without a secret are rendered without the password, so their files stay
+        # plain; those with one come from a rendering that has it and are uploaded as secrets.
+        ca_pem = platform.pki.ca_cert_pem
+        rendered = pulumi.Output.from_input(ca_pem).apply(render)
+        rendered_with_secrets = pulumi.Output.all(
+            ca_pem, platform.credentials.password(PACS_MONITOR_ACCOUNT)
+        ).apply(lambda values: render(*values))
 
         self.site = WebSite(
             service=SERVICE,
@@ -254,7 +271,13 @@ class Edr(pulumi.ComponentResource):
             # Each artifact is uploaded as its own file into the image's artifact directory,
             # next to the image's Container.InitializeServer; no mount covers that directory.
             uploads=[
-                Upload(f"{ARTIFACTS_DIR}{artifact}.yaml", rendered[artifact])
+                Upload(
+                    f"{ARTIFACTS_DIR}{artifact}.yaml",
+                    rendered_with_secrets[artifact],
+                    secret=True,
+                )
+                if artifact in self.secret_artifacts
+                else Upload(f"{ARTIFACTS_DIR}{artifact}.yaml", rendered[artifact])
                 for artifact in self.artifact_names
             ],
             publish=[
@@ -300,6 +323,7 @@ class Edr(pulumi.ComponentResource):
             "clientEvents": events_of_type(self.artifact_types, "CLIENT_EVENT"),
             "serverCertificate": self.certificate,
             "monitoringSetup": monitoring_setup(self.artifact_types),
+            "artifactAccounts": {DICOM_TRAFFIC_ARTIFACT: PACS_MONITOR_ACCOUNT},
             "enrolment": enrolment(self.container_name, self.frontend_url),
             "auditRules": audit_rules(phi_volumes),
             "volumes": {
@@ -490,7 +514,9 @@ def monitoring_setup(artifact_types: Mapping[str, str]) -> list[str]:
     server = events_of_type(artifact_types, "SERVER_EVENT")
     client = events_of_type(artifact_types, "CLIENT_EVENT")
     return [
-        "GUI > Server Events > Update server monitoring table: add " + ", ".join(server),
+        "GUI > Server Events > Update server monitoring table, keeping the parameter defaults "
+        "(the deployment writes the stack's URLs, CA and credentials into them): add "
+        + ", ".join(server),
         "GUI > Client Events > Update client monitoring table (label of the Docker host): add "
         + ", ".join(client),
         f"On the Docker host: load the auditRules (one key per volume, {PHI_AUDIT_KEY_PREFIX}"
@@ -533,7 +559,8 @@ class ProbeTarget:
 
 # Limitation: the server resolves the public names through Docker's DNS, which asks the host's
 # resolvers, and reaches the gateway on the host's edge address; with loopback addresses (dev)
-# the probes cannot leave the container and report every service as down.
+# the probes and the PACS polls cannot leave the container: every service is reported down and no
+# DICOM traffic is seen.
 def probe_targets(sites: Sequence[WebSite]) -> list[ProbeTarget]:
     """The public HTTPS URL of each site, as staff reach it through the gateway."""
     return [
@@ -551,6 +578,18 @@ def artifact_types() -> dict[str, str]:
     return {path.stem: yaml.safe_load(path.read_text())["type"] for path in artifact_files()}
 
 
+def artifacts_with_secrets() -> frozenset[str]:
+    """The committed artifacts that declare a parameter of the secret type, by name."""
+    return frozenset(
+        path.stem
+        for path in artifact_files()
+        if any(
+            parameter.get("type") == SECRET_PARAMETER_TYPE
+            for parameter in yaml.safe_load(path.read_text()).get("parameters", [])
+        )
+    )
+
+
 def artifact_defaults(
     *,
     watched_sites: Sequence[WebSite],
@@ -559,12 +598,17 @@ def artifact_defaults(
     allowed_aets: Sequence[str],
     log_volumes: Mapping[str, str],
     phi_volumes: Sequence[str] = (),
+    pacs_user: str = USER_NAMES[PACS_MONITOR_ACCOUNT],
+    pacs_password: str = "",
 ) -> dict[str, dict[str, str]]:
-    """Parameter defaults that depend on the stack, by artifact and parameter name."""
-    targets = "Service,Url\n" + "".join(
-        f"{target.service},{target.url}\n" for target in probe_targets(watched_sites)
-    )
-    # With no modality configured nothing is allowed: every extracted caller is flagged.
+    """Parameter defaults that depend on the stack, by artifact and parameter name.
+
+    The PACS is polled at the URL of the watched site of the `pacs` service; `pacs_password` goes
+    into Hospital.Server.DicomTraffic's defaults, so render it only into a secret upload.
+    """
+    probes = probe_targets(watched_sites)
+    targets = "Service,Url\n" + "".join(f"{target.service},{target.url}\n" for target in probes)
+    # With no modality configured nothing is allowed: every DICOM sender is flagged.
     aets = "|".join(re2_literal(aet) for aet in sorted(allowed_aets))
     allowed_callers = f"^({aets})$" if aets else "^$"
     log_globs = "Source,Glob\nhost,/var/log/auth.log\nhost,/var/log/secure\n" + "".join(
@@ -580,17 +624,21 @@ def artifact_defaults(
         "Hospital.Server.CertificateExpiry": {
             "ServerPemUrl": f"https://127.0.0.1:{FRONTEND_BIND_PORT}/server.pem",
         },
-        "Hospital.Client.DicomTraffic": {"AllowedCallingAets": allowed_callers},
+        DICOM_TRAFFIC_ARTIFACT: {
+            "RootCA": root_ca_pem,
+            "User": pacs_user,
+            "Password": pacs_password,
+            "AllowedCallingAets": allowed_callers,
+        },
         "Hospital.Client.FailedLogins": {"LogGlobs": log_globs},
         "Hospital.Client.PhiFileAccess": {
             "AuditKeys": "Key,Volume\n"
             + "".join(f"{key},{volume}\n" for volume, key in phi_audit_keys(phi_volumes).items())
         },
     }
-    if "pacs" in log_volumes:
-        defaults["Hospital.Client.DicomTraffic"]["LogGlob"] = (
-            f"{DOCKER_VOLUMES_ROOT}/{log_volumes['pacs']}/_data/*.log*"
-        )
+    pacs_urls = [target.url for target in probes if target.service == PACS_SERVICE]
+    if pacs_urls:
+        defaults[DICOM_TRAFFIC_ARTIFACT]["PacsUrl"] = pacs_urls[0]
     return defaults
 
 

@@ -49,10 +49,16 @@ DICOMWEB_ROOT = "/dicom-web/"
 ADMIN_ACCOUNT = "pacs-admin"
 VIEWER_ACCOUNT = "pacs-emr-viewer"
 PROBE_ACCOUNT = "pacs-probe"
-USER_NAMES = {ADMIN_ACCOUNT: "admin", VIEWER_ACCOUNT: "openemr", PROBE_ACCOUNT: "health-probe"}
+EDR_MONITOR_ACCOUNT = "pacs-edr-monitor"
+USER_NAMES = {
+    ADMIN_ACCOUNT: "admin",
+    VIEWER_ACCOUNT: "openemr",
+    PROBE_ACCOUNT: "health-probe",
+    EDR_MONITOR_ACCOUNT: "edr-monitor",
+}
 # Limitation: without Orthanc's authorization plugin (which needs an external authorization
-# service) every registered user has the full REST API, deletion included; the viewer and probe
-# accounts are separate only so that each can be rotated and audited on its own.
+# service) every registered user has the full REST API, deletion included; the viewer, probe and
+# EDR monitor accounts are separate only so that each can be rotated and audited on its own.
 
 # Performance settings, each with the reason it is set (all kept in prod and dev alike).
 # DCMTK, Orthanc's DICOM toolkit, reads TCP_NODELAY from the environment; without it every

@@ -150,6 +150,7 @@ EDR = _object(
     {
         "guiAddress": ADDRESS,
         "artifacts": _array(STRING),
+        "artifactAccounts": _map(STRING),
         "volumes": _map(STRING),
         # Added within v1.
         "monitoringSetup": _array(STRING, min_items=1),

@@ -178,6 +178,35 @@ def test_configured_ae_title_from_another_host_cannot_store(prod):
     assert not outcome.all_stored, "the modality host check let another address store"
 
 
+# What Hospital.Server.DicomTraffic reads, asked of the real Orthanc through the gateway as its
+# own user: the change log's cursor, the NewInstance change of a C-STORE, and that instance's
+# metadata naming the modality that sent it.
+def test_edr_monitor_reads_who_stored_an_instance(prod, host_address):
+    _, modality = _storing_modality(prod)
+    source = host_address(modality["Host"])
+    called = _modalities(prod)["DicomAet"]
+    monitor = _orthanc_user(prod, "edr-monitor")
+    newest = _https(prod, "pacs", "/changes?last", auth=monitor)
+    assert newest.status_code == 200, f"/changes?last answered {newest.status_code}"
+    since = newest.json()["Last"]
+    instance = sample_ct()
+    stored = store(
+        prod.address("pacs"), DICOM_PORT, called, modality["AET"], [instance], source=source
+    )
+    assert stored.all_stored, f"could not store the instance to follow: {stored}"
+
+    changes = _https(prod, "pacs", f"/changes?since={since}&limit=500", auth=monitor).json()
+    [instance_id] = [c["ID"] for c in changes["Changes"] if c["ChangeType"] == "NewInstance"]
+    metadata = _https(
+        prod, "pacs", f"/instances/{instance_id}/metadata?expand", auth=monitor
+    ).json()
+
+    assert changes["Last"] > since and changes["Done"] is True, changes
+    assert metadata["RemoteAET"] == modality["AET"], metadata
+    assert (metadata["CalledAET"], metadata["Origin"]) == (called, "DicomProtocol"), metadata
+    assert metadata["RemoteIP"] == source and metadata["ReceptionDate"], metadata
+
+
 # DICOMweb QIDO-RS through the gateway finds a study stored over DICOM.
 def test_qido_through_gateway_finds_the_stored_study(prod, host_address):
     _, modality = _storing_modality(prod)

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -26,8 +27,10 @@ from components.edr import (
     IMAGE_DEFAULT_PASSWORD,
     IMAGE_VARIABLES,
     INITIALIZE_ARTIFACT,
+    PACS_MONITOR_ACCOUNT,
     EdrSettings,
     artifact_defaults,
+    artifacts_with_secrets,
     audit_rules,
     certificate_warnings,
     monitoring_setup,
@@ -38,6 +41,7 @@ from components.edr import (
     server_environment,
     start_script,
 )
+from components.pacs import USER_NAMES
 from components.platform import WebSite
 from tools.preview import run_program
 from tools.recording import RecordedResource, Recording
@@ -95,17 +99,23 @@ DOCUMENTED_VQL: dict[str, frozenset[str] | None] = {
     "scope": frozenset(),
     "timestamp": frozenset({"epoch", "cocoatime", "mactime", "winfiletime", "string", "format"}),
     "count": frozenset({"items"}),
-    # basic/
+    "set": frozenset({"item", "field", "value"}),
+    "range": frozenset({"start", "end", "step"}),
+    # basic/ (`if` is both a function and a plugin, with the same arguments)
     "now": frozenset(),
     "dict": None,
     "format": frozenset({"format", "args"}),
     "upcase": frozenset({"string"}),
     "base64decode": frozenset({"string"}),
+    "base64encode": frozenset({"string"}),
     "regex_transform": frozenset({"source", "map", "key"}),
+    "int": frozenset({"int"}),
+    "if": frozenset({"condition", "then", "else"}),
     # parsers/
     "parse_x509": frozenset({"data"}),
     "parse_string_with_regex": frozenset({"string", "regex"}),
     "parse_float": frozenset({"string"}),
+    "parse_json": frozenset({"data"}),
     # other/ (free-form arguments become the alert's fields)
     "alert": None,
 }
@@ -127,7 +137,19 @@ START_VQL: dict[str, frozenset[str]] = {
     "scope": frozenset(),
 }
 ARTIFACT_TYPES = {"CLIENT", "CLIENT_EVENT", "SERVER", "SERVER_EVENT"}
-PARAMETER_TYPES = {"string", "int", "int64", "bool", "regex", "csv", "json", "timestamp"}
+DICOM_TRAFFIC = "Hospital.Server.DicomTraffic"
+# The parameter types of docs/artifacts/parameters; `redacted` hides the value in requests.
+PARAMETER_TYPES = {
+    "string",
+    "int",
+    "int64",
+    "bool",
+    "regex",
+    "csv",
+    "json",
+    "timestamp",
+    "redacted",
+}
 # Namespaces of Velociraptor's built-in artifacts; a custom artifact must not shadow them.
 BUILT_IN_NAMESPACES = {
     "Admin",
@@ -696,7 +718,8 @@ def test_artifact_calls_only_documented_vql(path: Path) -> None:
                 assert not extra, f"{function}() has no argument(s) {extra}"
 
 
-# Parentheses, braces and brackets balance, and each statement selects FROM something.
+# Parentheses, braces and brackets balance, and each statement either selects FROM something or
+# stores one expression (`LET name <= dict(...)`, VQL's way to keep a value for the whole query).
 @pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
 def test_artifact_query_is_well_formed(path: Path) -> None:
     definition = load(path)
@@ -712,6 +735,8 @@ def test_artifact_query_is_well_formed(path: Path) -> None:
         assert not stack, f"unclosed {stack}"
         statements = [s for s in re.split(r"\n\s*\n", text.strip()) if s.strip()]
         for statement in statements:
+            if re.match(r"\s*LET\s+\w+\s*<=", statement) and "SELECT" not in statement:
+                continue
             assert re.search(r"\bSELECT\b[\s\S]+\bFROM\b", statement), statement
         final = statements[-1].lstrip()
         assert final.startswith("SELECT"), "the last statement must be the query that emits rows"
@@ -771,6 +796,7 @@ def test_monitoring_tables_follow_the_artifact_type() -> None:
 # window is alerted, not hidden. Every artifact that raises an alert is listed here.
 ALERT_KEY_COLUMNS = {
     "Hospital.Server.FailedLoginAlerts": {"Address", "Client"},
+    "Hospital.Server.DicomTraffic": {"CallingAET"},
     "Hospital.Server.ServiceHealth": {"Service"},
     "Hospital.Server.CertificateExpiry": set(),
 }
@@ -802,10 +828,15 @@ def test_service_health_alerts_when_a_probe_fails() -> None:
     assert condition is not None and re.fullmatch(r"NOT\s+Healthy", condition), condition
 
 
-# The certificate and the services are checked as soon as the artifact starts, not one period
-# (a day for the certificate) later: their clock starts at a time in the past.
+# The certificate, the services and the PACS are checked as soon as the artifact starts, not one
+# period (a day for the certificate) later: their clock starts at a time in the past.
 @pytest.mark.parametrize(
-    "name", ["Hospital.Server.CertificateExpiry", "Hospital.Server.ServiceHealth"]
+    "name",
+    [
+        "Hospital.Server.CertificateExpiry",
+        "Hospital.Server.ServiceHealth",
+        "Hospital.Server.DicomTraffic",
+    ],
 )
 def test_periodic_checks_run_at_start(name: str) -> None:
     definition = load(ARTIFACTS_SOURCE / f"{name}.yaml")
@@ -876,20 +907,24 @@ def test_regex_literals_in_queries_compile(path: Path) -> None:
     assert len(regex_lists(text)) == calls_with_lists, "a regex list was not found"
 
 
-# The AE titles allowed to call the PACS are escaped for RE2 and match exactly.
+# The AE titles allowed to call the PACS are escaped for RE2 and match exactly; with no modality
+# configured no calling AE title is allowed.
 def test_allowed_aets_match_exactly() -> None:
-    defaults = artifact_defaults(
-        watched_sites=[],
-        probe_period_seconds=300,
-        root_ca_pem="",
-        allowed_aets=["CT1", "MR.1", "READ ING"],
-        log_volumes={},
-    )
+    def allowed(aets: list[str]) -> re.Pattern:
+        defaults = artifact_defaults(
+            watched_sites=[],
+            probe_period_seconds=300,
+            root_ca_pem="",
+            allowed_aets=aets,
+            log_volumes={},
+        )
+        return re.compile(defaults[DICOM_TRAFFIC]["AllowedCallingAets"])
 
-    allowed = re.compile(defaults["Hospital.Client.DicomTraffic"]["AllowedCallingAets"])
+    modalities, nobody = allowed(["CT1", "MR.1", "READ ING"]), allowed([])
 
-    assert all(allowed.search(aet) for aet in ["CT1", "MR.1", "READ ING"])
-    assert not any(allowed.search(aet) for aet in ["MRX1", "CT12", "EVIL"]), "too permissive"
+    assert all(modalities.search(aet) for aet in ["CT1", "MR.1", "READ ING"])
+    assert not any(modalities.search(aet) for aet in ["MRX1", "CT12", "EVIL"]), "too permissive"
+    assert not any(nobody.search(aet) for aet in ["CT1", "EVIL"]), "no modality allows a caller"
     assert re2_literal("A B") == "A B", "RE2 rejects an escaped space"
 
 
@@ -908,7 +943,7 @@ def test_rendered_artifacts_carry_the_stack_values(prod_recording: Recording) ->
     assert "pacs,https://pacs.hospital.example.org:443/" in targets, targets
     assert default("Hospital.Server.ServiceHealth", "RootCA") == ca.output("certPem")
     assert default("Hospital.Server.CertificateExpiry", "ServerPemUrl").endswith(":8000/server.pem")
-    assert default("Hospital.Client.DicomTraffic", "AllowedCallingAets") == "^(CT1|MR1|READING1)$"
+    assert default(DICOM_TRAFFIC, "AllowedCallingAets") == "^(CT1|MR1|READING1)$"
     for name, definition in uploads.items():
         assert definition == {
             **load(ARTIFACTS_SOURCE / f"{name}.yaml"),
@@ -922,23 +957,239 @@ def test_rendering_refuses_an_unknown_parameter() -> None:
         render_artifacts({"Hospital.Server.ServiceHealth": {"Tragets": "x"}})
 
 
-# The probes go to each site's public HTTPS URL through the gateway.
+# The probes go to each site's public HTTPS URL through the gateway, and the DICOM traffic polls
+# to the PACS site's.
 def test_service_probes_use_the_public_urls() -> None:
-    site = WebSite("emr", "emr.h.example", "openemr", 80, "clinical", "10.0.0.1", 443)
+    emr = WebSite("emr", "emr.h.example", "openemr", 80, "clinical", "10.0.0.1", 443)
+    pacs = WebSite("pacs", "pacs.h.example", "orthanc", 8042, "clinical", "10.0.0.1", 8443)
 
     defaults = artifact_defaults(
-        watched_sites=[site],
+        watched_sites=[emr, pacs],
         probe_period_seconds=120,
         root_ca_pem="PEM",
         allowed_aets=[],
-        log_volumes={"pacs": "hospital-x-pacs-logs"},
+        log_volumes={},
     )
 
     assert defaults["Hospital.Server.ServiceHealth"]["Targets"].splitlines()[1:] == [
-        "emr,https://emr.h.example:443/"
+        "emr,https://emr.h.example:443/",
+        "pacs,https://pacs.h.example:8443/",
     ]
     assert defaults["Hospital.Server.ServiceHealth"]["PeriodSeconds"] == "120"
-    assert "hospital-x-pacs-logs" in defaults["Hospital.Client.DicomTraffic"]["LogGlob"]
+    assert defaults[DICOM_TRAFFIC]["PacsUrl"] == "https://pacs.h.example:8443/", "not the PACS"
+    assert defaults[DICOM_TRAFFIC]["RootCA"] == "PEM"
+
+
+# ---- PACS DICOM traffic -----------------------------------------------------------------------
+
+# Orthanc's REST API as the Orthanc Book documents it (users/rest, "Tracking changes"; faq,
+# "How to find out where a DICOM instance originates from?"): the GET arguments of each route the
+# artifact calls, the fields of a /changes answer and of one change, and an instance's origin
+# metadata (?expand gives their values).
+ORTHANC_ROUTES = {"changes": {"since", "limit", "last"}, "instances/%v/metadata": {"expand"}}
+ORTHANC_ANSWER_FIELDS = {
+    "ChangeLog": {"Changes", "Done", "Last"},
+    "Metadata": {"ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "Origin", "TransferSyntax"},
+}
+CHANGE_FIELDS = {"ChangeType", "ID", "Seq", "ResourceType", "Path", "Date"}
+
+
+def dicom_traffic_query() -> str:
+    """The artifact's query without its comments (none of its strings holds `//`)."""
+    (query,) = queries(load(ARTIFACTS_SOURCE / f"{DICOM_TRAFFIC}.yaml"))
+    return re.sub(r"//[^\n]*", "", query)
+
+
+def raw_arguments(query: str, function: str) -> list[str]:
+    """The argument text of every call of `function`, string literals kept."""
+    found = []
+    for match in re.finditer(rf"\b{function}\(", query):
+        position, depth = match.end(), 1
+        while depth:
+            literal = STRING.match(query, position)
+            if literal:
+                position = literal.end()
+                continue
+            depth += {"(": 1, ")": -1}.get(query[position], 0)
+            position += 1
+        found.append(query[match.end() : position - 1])
+    return found
+
+
+def edr_uploads(recording: Recording) -> dict[str, tuple[int, dict]]:
+    """The EDR container's artifact uploads by artifact name, with their index in `uploads`."""
+    return {
+        Path(upload["file"]).stem: (index, upload)
+        for index, upload in enumerate(edr_container(recording).input("uploads"))
+    }
+
+
+def generated_password(recording: Recording, account: str) -> str:
+    (password,) = [
+        p.output("result")
+        for p in recording.of_type(PASSWORD)
+        if p.input("keepers")["account"] == account
+    ]
+    return password
+
+
+# The prod artifact polls the PACS's public name on the gateway's HTTPS port, trusts the stack's
+# CA, and signs in as the Orthanc user of the probe account with that account's generated
+# password, the very password Orthanc's own credentials file registers for that user.
+def test_dicom_traffic_signs_in_to_the_pacs_as_the_probe_user(prod_recording: Recording) -> None:
+    (_, upload) = edr_uploads(prod_recording)[DICOM_TRAFFIC]
+    parameters = {p["name"]: p["default"] for p in yaml.safe_load(upload["content"])["parameters"]}
+    pacs = prod_recording.named("pacs", CONTAINER)
+    (credentials,) = [u for u in pacs.input("uploads") if u["file"].endswith("credentials.json")]
+    (ca,) = prod_recording.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    stack_config = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    public_name = urlsplit(prod_recording.export("endpoints")["pacs"]).hostname
+
+    registered = json.loads(credentials["content"])["RegisteredUsers"]
+
+    https_port = stack_config["hospital:gateway"]["httpsPort"]
+    assert parameters["PacsUrl"] == f"https://{public_name}:{https_port}/", parameters["PacsUrl"]
+    assert parameters["RootCA"] == ca.output("certPem"), "the gateway's CA is not trusted"
+    assert parameters["User"] == USER_NAMES[PACS_MONITOR_ACCOUNT], parameters["User"]
+    assert PACS_MONITOR_ACCOUNT != "pacs-admin", "the monitor must not be Orthanc's administrator"
+    password = generated_password(prod_recording, PACS_MONITOR_ACCOUNT)
+    assert parameters["Password"] == password, "not the generated password of the probe account"
+    assert registered[parameters["User"]] == password, "Orthanc would refuse this login"
+
+
+# The password sits only in the secret upload of the artifact that needs it: the other artifact
+# files stay plain and hold no trace of it, and no plain output, export, log line, environment
+# variable or command of the run shows it.
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_pacs_password_is_only_in_a_secret_upload(stack: str, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+    container = edr_container(recording)
+    password = generated_password(recording, PACS_MONITOR_ACCOUNT)
+
+    uploads = edr_uploads(recording)
+
+    (index, upload) = uploads[DICOM_TRAFFIC]
+    assert password in upload["content"], "the artifact does not carry the password"
+    assert container.input_is_secret(f"uploads.{index}.content"), "the password file is plain"
+    others = [name for name, (_, u) in uploads.items() if password in u["content"]]
+    assert others == [DICOM_TRAFFIC], f"other artifact files hold the PACS password: {others}"
+    assert not [where for where, text in recording.plain_strings() if password in text]
+    assert not [log.message for log in recording.logs if password in log.message]
+    assert not any(password in line for line in container.input("envs")), "password in the env"
+    assert password not in " ".join(container.input("command")), "password on the command line"
+
+
+# Whatever artifact declares a redacted parameter has a secret written into its defaults, so its
+# file is uploaded as a secret; the others stay plain, where a reviewer can read them.
+@pytest.mark.parametrize("path", artifact_paths(), ids=lambda path: path.stem)
+def test_artifacts_with_a_redacted_parameter_are_secret_uploads(
+    path: Path, prod_recording: Recording
+) -> None:
+    redacted = [p for p in load(path).get("parameters", []) if p.get("type") == "redacted"]
+
+    (index, _) = edr_uploads(prod_recording)[path.stem]
+
+    secret = edr_container(prod_recording).input_is_secret(f"uploads.{index}.content")
+    assert secret is bool(redacted), f"{path.stem}: secret upload {secret}, redacted {redacted}"
+
+
+# The artifact calls Orthanc's documented routes with their documented arguments only, always as
+# a GET through the gateway's TLS checked against the stack's CA, and with the basic-auth header.
+# The query string goes in `params` (http_client replaces a query written into the URL), and the
+# URL never holds a credential: http_client logs every URL it fetches.
+def test_dicom_traffic_calls_documented_orthanc_routes() -> None:
+    query = dicom_traffic_query()
+
+    requests = raw_arguments(query, "http_client")
+
+    assert len(requests) == 3, f"expected the newest change, a page and metadata: {requests}"
+    for arguments in requests:
+        url = re.fullmatch(
+            r'format\(format="%v([^"]*)", args=\[?PacsUrl\b.*', argument(arguments, "url")
+        )
+        assert url, f"not a path under PacsUrl: {arguments}"
+        route = url.group(1)
+        assert route in ORTHANC_ROUTES, f"undocumented route {route}"
+        params = re.fullmatch(r"dict\((.*)\)", argument(arguments, "params") or "", re.S)
+        assert params and top_level_arguments(params.group(1)) <= ORTHANC_ROUTES[route], arguments
+        assert argument(arguments, "method") == '"GET"', arguments
+        assert argument(arguments, "root_ca") == "RootCA", "the gateway's certificate is unchecked"
+        assert argument(arguments, "headers") == "auth", "a request without the credentials"
+        assert not {"skip_verify", "disable_ssl_security"} & top_level_arguments(arguments)
+    header = re.sub(r"\s+", "", query[query.index("LET auth") : query.index("LET cursor")])
+    basic = 'dict(Authorization=format(format="Basic%v",args=base64encode(string=format('
+    assert header.startswith(f"LETauth<={basic}" + 'format="%v:%v",args=[User,Password]'), header
+    assert len(re.findall(r"\bPassword\b", query)) == 1, "the password is used beyond the header"
+
+
+# The artifact reads only the answer fields the Orthanc Book documents, and reports the instances
+# that NewInstance changes name.
+def test_dicom_traffic_reads_documented_orthanc_fields() -> None:
+    query = dicom_traffic_query()
+
+    for answer, fields in ORTHANC_ANSWER_FIELDS.items():
+        read = set(re.findall(rf"\b{answer}\.(\w+)", query))
+        assert read and read <= fields, f"{answer}: undocumented fields {read - fields}"
+    change = query[query.index("row=Changes") :]
+    change = change[: change.index("})")]
+    read = set(re.findall(r"\bSELECT\s+(\w+)\s+AS\b", change))
+    read |= set(re.findall(r"\bWHERE\s+(\w+)\s*=", change))
+    assert read and read <= CHANGE_FIELDS, f"undocumented change fields {read - CHANGE_FIELDS}"
+    assert re.search(r'\bChangeType\s*=\s*"NewInstance"', change), "not only stored instances"
+
+
+# The cursor is one value kept for the artifact's whole life: it is placed once on the newest
+# change (`last`), so history is not replayed, every page asks for the changes after it, and each
+# answer moves it to the answer's Last.
+def test_dicom_traffic_keeps_its_cursor_between_polls() -> None:
+    query = dicom_traffic_query()
+
+    sets = raw_arguments(query, "set")
+
+    assert re.search(r"\bLET cursor <= dict\(", query), "the cursor is not one stored value"
+    assert sets and all(argument(a, "item") == "cursor" for a in sets), "set() on another item"
+    since = [argument(a, "value") for a in sets if argument(a, "field") == '"Since"']
+    assert since and all(value == "int(int=ChangeLog.Last)" for value in since), since
+    placed = query[query.index("LET newest_change") : query.index("LET next_changes")]
+    assert 'params=dict(last="true")' in placed, "the cursor does not start at the newest change"
+    page = query[query.index("LET next_changes") : query.index("LET cursor_ready")]
+    assert "params=dict(since=cursor.Since, limit=PageSize)" in page, page
+    assert re.search(r"if\(\s*condition=cursor\.Placed", query), "pages are read before placing"
+
+
+# An instance is Unexpected when it came over DICOM from a calling AE title that the allowed AE
+# titles do not list, and only then an alert is raised; the rendered prod list is exactly the
+# configured modalities' AE titles.
+def test_unexpected_senders_are_flagged_and_alerted(prod_recording: Recording) -> None:
+    query = re.sub(r"\s+", " ", dicom_traffic_query())
+    stack_config = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    modalities = [m["aet"] for m in stack_config["hospital:pacs"]["modalities"].values()]
+    (_, upload) = edr_uploads(prod_recording)[DICOM_TRAFFIC]
+    parameters = {p["name"]: p["default"] for p in yaml.safe_load(upload["content"])["parameters"]}
+
+    allowed = re.compile(parameters["AllowedCallingAets"])
+
+    assert re.search(
+        r'Metadata\.Origin = "DicomProtocol" AND NOT Metadata\.RemoteAET =~ AllowedCallingAets '
+        r"AS Unexpected\b",
+        query,
+    ), "Unexpected is not a DICOM sender outside the allowed AE titles"
+    (alert,) = raw_arguments(query, "alert")
+    assert argument(alert, "condition") == "Unexpected", alert
+    assert all(allowed.fullmatch(aet) for aet in modalities), "a configured modality is flagged"
+    assert not allowed.search("INTRUDER") and not allowed.search(""), "an unknown AET passes"
+
+
+# The export names the credential account whose password each artifact carries, and it is one of
+# the stack's accounts; only the artifacts uploaded as secrets carry one.
+def test_artifact_accounts_name_the_credential_they_carry(prod_recording: Recording) -> None:
+    edr = prod_recording.export("edr")
+
+    accounts = edr["artifactAccounts"]
+
+    assert accounts == {DICOM_TRAFFIC: PACS_MONITOR_ACCOUNT}, accounts
+    assert set(accounts.values()) <= set(prod_recording.export("credentialAccounts"))
+    assert set(accounts) == artifacts_with_secrets(), "an artifact with a secret is unlisted"
 
 
 # ---- certificate lifetime, exports, dev and prod ----------------------------------------------

@@ -390,8 +390,9 @@ def test_orthanc_listens_on_its_documented_ports(stack: str, request) -> None:
     assert published == [ORTHANC_DICOM_PORT], f"{stack}: publishes container ports {published}"
 
 
-# Authentication is on with three generated users, each with a password of its own, in a secret
-# file that alone defines them; the health probe logs in as one of them.
+# Authentication is on with four generated users (administrator, OpenEMR viewer, health probe,
+# EDR monitor), each with a password of its own, in a secret file that alone defines them; the
+# health probe logs in as one of them.
 @pytest.mark.parametrize("stack", STACKS)
 def test_authentication_uses_generated_users_in_a_secret_file(stack: str, request) -> None:
     recording: Recording = request.getfixturevalue(f"{stack}_recording")
@@ -402,8 +403,8 @@ def test_authentication_uses_generated_users_in_a_secret_file(stack: str, reques
     users = files["credentials.json"]["RegisteredUsers"]
 
     assert files["orthanc.json"]["AuthenticationEnabled"] is True
-    assert set(users) == {"admin", "openemr", "health-probe"}, sorted(users)
-    assert len(set(users.values())) == 3, "each user needs a password of its own"
+    assert set(users) == {"admin", "openemr", "health-probe", "edr-monitor"}, sorted(users)
+    assert len(set(users.values())) == 4, "each user needs a password of its own"
     assert pacs_container(recording).input_is_secret(f"uploads.{index}.content")
     assert not any(
         "RegisteredUsers" in document
