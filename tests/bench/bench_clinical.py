@@ -6,7 +6,12 @@ preview of the prod stack replayed on the engine; C-STORE from a configured moda
 address to Orthanc's DICOM port, REST through the TLS gateway verified against the generated
 CA, with the generated credentials.
 
-Measured, each repetition alternating which side goes first: C-STORE instances/s and MB/s of
+Proxy (REST only): a bare nginx TLS proxy, the same stand-in nginx image with a minimal
+configuration (TLS, upstream keepalive, HTTP/1.1), in front of the plain Orthanc. prod/proxy
+tells what the hardened gateway costs beyond TLS termination itself; proxy/plain what TLS and
+the extra hop cost on this machine.
+
+Measured, each repetition rotating which side goes first: C-STORE instances/s and MB/s of
 small (~40 kB) and large (~0.5 MB) instances over 1 and 4 parallel associations; sequential
 and 4-way parallel GET /instances/{id}/file (curl, one keep-alive connection per stream);
 QIDO-RS study search latency; and the backup job's MB/s against raw `tar | zstd`
@@ -18,6 +23,7 @@ Run: python tests/bench/bench_clinical.py [--repeats 5] [--out FILE] [--no-backu
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import json
 import multiprocessing
@@ -28,6 +34,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -51,6 +58,31 @@ DICOM_PORT = 4242
 ORTHANC_HTTP_PORT = 8042
 GATEWAY_HTTPS_PORT = 8443
 PLAIN_IMAGE = "local/orthanc"
+PROXY_IMAGE = "local/nginx"
+PROXY_HOST_NAME = "pacs.bench.invalid"
+# A reverse proxy as a tutorial would write it, plus upstream keepalive: the TLS baseline.
+PROXY_CONF = """
+pid /tmp/nginx.pid;
+worker_processes auto;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    upstream orthanc {{ server {upstream}:8042; keepalive 16; }}
+    server {{
+        listen 8443 ssl;
+        server_name {host_name};
+        ssl_certificate /etc/nginx/bench.crt;
+        ssl_certificate_key /etc/nginx/bench.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+            proxy_pass http://orthanc;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
 # Everything this bench creates carries this label instead of the replay's own: a conformance
 # session removes every replay run when it ends (and fails on replays it did not start), so a
 # bench sharing the engine with it must stay out of its sight; the bench removes its own run.
@@ -146,6 +178,101 @@ def start_plain(client: docker.DockerClient, run: str) -> tuple[Side, list[Any]]
         if time.monotonic() > deadline:
             raise SystemExit("plain Orthanc did not answer within 120 s")
         time.sleep(0.3)
+
+
+def start_proxy(
+    client: docker.DockerClient, run: str, plain: Side, network: Any, scratch: Path
+) -> tuple[Side, Any]:
+    """A bare nginx TLS proxy (PROXY_CONF) on the plain side's network, with a throw-away
+    self-signed certificate for PROXY_HOST_NAME."""
+    certificate, key = self_signed(PROXY_HOST_NAME)
+    ca_file = scratch / "proxy-ca.pem"
+    ca_file.write_text(certificate)
+    container = client.containers.create(
+        PROXY_IMAGE,
+        name=f"bench-{run}-proxy",
+        labels={BENCH_LABEL: run},
+        network=network.name,
+    )
+    files = {
+        "etc/nginx/nginx.conf": PROXY_CONF.format(
+            upstream=plain.dicom_host, host_name=PROXY_HOST_NAME
+        ),
+        "etc/nginx/bench.crt": certificate,
+        "etc/nginx/bench.key": key,
+    }
+    container.put_archive("/", tar_of(files))
+    container.start()
+    container.reload()
+    address = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+    side = Side(
+        "proxy",
+        plain.dicom_host,
+        plain.called,
+        f"https://{PROXY_HOST_NAME}:{GATEWAY_HTTPS_PORT}",
+        curl_options=[
+            "--cacert",
+            str(ca_file),
+            "--resolve",
+            f"{PROXY_HOST_NAME}:{GATEWAY_HTTPS_PORT}:{address}",
+        ],
+        host_name=PROXY_HOST_NAME,
+        rest_address=address,
+        ca_file=str(ca_file),
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with side.http() as http:
+                side.request(http, "GET", "/system")
+            return side, container
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the bare TLS proxy did not answer within 60 s")
+        time.sleep(0.3)
+
+
+def self_signed(host_name: str) -> tuple[str, str]:
+    """A P-256 certificate and key for `host_name`, valid for a day (PEM strings)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host_name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def tar_of(files: dict[str, str]) -> bytes:
+    """An uncompressed tar archive of text files (path relative to / -> content)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, text in files.items():
+            data = text.encode()
+            entry = tarfile.TarInfo(path)
+            entry.size, entry.mode = len(data), 0o644
+            archive.addfile(entry, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def uploaded(recording: Any, service: str, path: str) -> str:
@@ -339,11 +466,15 @@ class Metric:
     name: str
     unit: str
     kind: str  # a key of TARGETS
-    values: dict[str, list[float]] = field(default_factory=lambda: {"plain": [], "prod": []})
+    values: dict[str, list[float]] = field(
+        default_factory=lambda: {"plain": [], "prod": [], "proxy": []}
+    )
 
     def summary(self) -> dict[str, Any]:
         figures: dict[str, Any] = {"unit": self.unit}
         for side, values in self.values.items():
+            if not values:
+                continue  # the bare proxy serves REST only
             figures[side] = {
                 "median": round(statistics.median(values), 4),
                 "min": round(min(values), 4),
@@ -355,6 +486,13 @@ class Metric:
         figures["ratio"] = round(ratio, 3)
         figures["target"] = f"{comparison} {bound}"
         figures["met"] = ratio >= bound if comparison == ">=" else ratio <= bound
+        if "proxy" in figures:
+            figures["prod_vs_proxy"] = round(
+                figures["prod"]["median"] / figures["proxy"]["median"], 3
+            )
+            figures["proxy_vs_plain"] = round(
+                figures["proxy"]["median"] / figures["plain"]["median"], 3
+            )
         return figures
 
 
@@ -381,7 +519,10 @@ def run_backup(repeats: int, megabytes: int, scratch: Path) -> dict[str, Any]:
 
 
 def print_table(metrics: list[Metric], backup: dict[str, Any] | None) -> None:
-    print(f"{'metric':40} {'plain median [min-max]':>26} {'prod median [min-max]':>26}  ratio")
+    print(
+        f"{'metric':40} {'plain median [min-max]':>26} {'prod median [min-max]':>26}  "
+        f"{'prod/plain':24} {'bare TLS proxy':>14}  prod/proxy"
+    )
     for metric in metrics:
         figures = metric.summary()
         cells = []
@@ -389,10 +530,11 @@ def print_table(metrics: list[Metric], backup: dict[str, Any] | None) -> None:
             s = figures[side]
             cells.append(f"{s['median']:.4g} [{s['min']:.4g}-{s['max']:.4g}]")
         mark = "ok" if figures["met"] else "MISSED"
-        print(
-            f"{metric.name:40} {cells[0]:>26} {cells[1]:>26}  "
-            f"{figures['ratio']:.2f} ({figures['target']}: {mark})"
-        )
+        verdict = f"{figures['ratio']:.2f} ({figures['target']}: {mark})"
+        proxy = ""
+        if "proxy" in figures:
+            proxy = f"{figures['proxy']['median']:>14.4g}  {figures['prod_vs_proxy']:.2f}"
+        print(f"{metric.name:40} {cells[0]:>26} {cells[1]:>26}  {verdict:24} {proxy}")
     if backup:
         mark = "ok" if backup["met"] else "MISSED"
         print(
@@ -417,8 +559,10 @@ def measure(
         key = f"{title} ({unit})"
         metrics.setdefault(key, Metric(key, unit, kind)).values[side].append(value)
 
-    def alternating(repetition: int) -> list[str]:
-        return ["plain", "prod"] if repetition % 2 == 0 else ["prod", "plain"]
+    def alternating(repetition: int, names: tuple[str, ...] = ("plain", "prod")) -> list[str]:
+        """The sides in the order this repetition measures them: each goes first in turn."""
+        shift = repetition % len(names)
+        return [*names[shift:], *names[:shift]]
 
     scenarios = [
         ("small", False, options.small, 1),
@@ -447,9 +591,14 @@ def measure(
     for (name, label), study in studies.items():
         ids = instance_ids(sides[name], study)
         downloads[(name, label)] = [f"/instances/{i}/file" for i in ids]
+    # The bare proxy fronts the plain Orthanc: it serves the plain side's instances.
+    for label in ("small", "large"):
+        downloads[("proxy", label)] = downloads[("plain", label)]
+    studies[("proxy", "small")] = studies[("plain", "small")]
     qido = {
         name: [f"/dicom-web/studies?StudyInstanceUID={studies[(name, 'small')]}"] for name in sides
     }
+    rest_sides = tuple(name for name in ("plain", "prod", "proxy") if name in sides)
     patient = "/dicom-web/studies?PatientName=Compressed*&limit=25"
     rest = [
         ("GET large file x1", "large", 1),
@@ -457,11 +606,11 @@ def measure(
         ("GET small file x1", "small", 1),
         ("GET small file x4", "small", 4),
     ]
-    for name in ("plain", "prod"):
+    for name in rest_sides:
         curl_batch(sides[name], downloads[(name, "large")][:8], 1, scratch)
     for repetition in range(options.repeats):
         for title, label, streams in rest:
-            for name in alternating(repetition):
+            for name in alternating(repetition, rest_sides):
                 paths = downloads[(name, label)]
                 paths = (paths * (options.downloads // len(paths) + 1))[: options.downloads]
                 wall, each, size = curl_batch(sides[name], paths, streams, scratch)
@@ -469,7 +618,7 @@ def measure(
                 seconds = sum(each) if streams == 1 else wall
                 record(title, "MB/s", "download", name, size / MEGABYTE / seconds)
                 record(title, "requests/s", "download", name, len(paths) / seconds)
-        for name in alternating(repetition):
+        for name in alternating(repetition, rest_sides):
             for title, paths in (
                 ("QIDO-RS study by UID", qido[name]),
                 ("QIDO-RS PatientName=Compressed*", [patient]),
@@ -506,13 +655,14 @@ def main() -> int:
     added_address = None
     try:
         plain, created = start_plain(client, run)
+        proxy, proxy_container = start_proxy(client, run, plain, created[1], scratch)
+        created.insert(0, proxy_container)
         prod, replay, modality = start_prod(client, scratch)
         if add_host_address(modality["Host"]):
             added_address = modality["Host"]
         started = time.perf_counter()
-        metrics = measure(
-            {"plain": plain, "prod": prod}, modality["AET"], modality["Host"], options, scratch
-        )
+        sides = {"plain": plain, "prod": prod, "proxy": proxy}
+        metrics = measure(sides, modality["AET"], modality["Host"], options, scratch)
         clinical_seconds = time.perf_counter() - started
         deviations = list(replay.deviations)
     finally:
@@ -550,6 +700,8 @@ def main() -> int:
             "plain": "DICOM and HTTP to the Orthanc container's bridge address",
             "prod": "DICOM from the modality's address to Orthanc's bridge address; HTTPS "
             "(TLS verified, basic auth) to the gateway's edge address",
+            "proxy": "HTTPS (TLS verified) to a bare nginx TLS proxy (TLS, keepalive, HTTP/1.1 "
+            "upstream) in front of the plain Orthanc: REST only",
         },
         "replay_deviations": deviations,
         "metrics": {metric.name: metric.summary() for metric in metrics},
