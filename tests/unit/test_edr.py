@@ -190,20 +190,27 @@ def without_literals(query: str) -> str:
 STRING = re.compile(r"""("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')""")
 
 
-def regex_lists(query: str) -> list[str]:
-    """The text inside every `regex=[...]`, found by skipping over string literals."""
-    blocks = []
-    for match in re.finditer(r"\bregex=\[", query):
+def enclosed(query: str, opening: str, closing: str) -> list[str]:
+    """The text between every match of the regex `opening` (which ends with the opening bracket)
+    and the bracket `closing` that closes it, skipping over string literals."""
+    pairs = {closing: -1, {")": "(", "]": "["}[closing]: 1}
+    found = []
+    for match in re.finditer(opening, query):
         position, depth = match.end(), 1
         while depth:
             literal = STRING.match(query, position)
             if literal:
                 position = literal.end()
                 continue
-            depth += {"[": 1, "]": -1}.get(query[position], 0)
+            depth += pairs.get(query[position], 0)
             position += 1
-        blocks.append(query[match.end() : position - 1])
-    return blocks
+        found.append(query[match.end() : position - 1])
+    return found
+
+
+def regex_lists(query: str) -> list[str]:
+    """The text inside every `regex=[...]`."""
+    return enclosed(query, r"\bregex=\[", "]")
 
 
 def calls(query: str) -> list[tuple[str, str]]:
@@ -1002,18 +1009,7 @@ def dicom_traffic_query() -> str:
 
 def raw_arguments(query: str, function: str) -> list[str]:
     """The argument text of every call of `function`, string literals kept."""
-    found = []
-    for match in re.finditer(rf"\b{function}\(", query):
-        position, depth = match.end(), 1
-        while depth:
-            literal = STRING.match(query, position)
-            if literal:
-                position = literal.end()
-                continue
-            depth += {"(": 1, ")": -1}.get(query[position], 0)
-            position += 1
-        found.append(query[match.end() : position - 1])
-    return found
+    return enclosed(query, rf"\b{function}\(", ")")
 
 
 def edr_uploads(recording: Recording) -> dict[str, tuple[int, dict]]:
