@@ -660,3 +660,25 @@ class PausedTool:
         with open(self.gate, "w") as gate:
             gate.write("go\n")
         self._released = True
+
+
+@contextmanager
+def paused_run(
+    rig, scratch: Path, command: list[str], tool: str, trigger: str
+) -> Iterator[tuple[subprocess.Popen, PausedTool]]:
+    """Starts `command` with `tool` replaced by a PausedTool on `trigger` and yields once it has
+    paused there. Leaving the block releases a stand-in still paused before waiting for the
+    process, so a failing test never hangs."""
+    paused = PausedTool(scratch, tool, trigger)
+    with (
+        subprocess.Popen(
+            command,
+            env=rig.env(PATH=paused.path()),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process,
+        paused,
+    ):
+        paused.wait_until_paused(process)
+        yield process, paused

@@ -21,11 +21,11 @@ from backup_rig import (
     RESTORE_PASSWORD,
     STUDIES,
     VOLUME_NAMES,
-    PausedTool,
     client_option_text,
     database_snapshot,
     ensure_binaries,
     manifest_entries,
+    paused_run,
     sql_string,
     tree_snapshot,
     volume_snapshots,
@@ -377,19 +377,8 @@ def test_healthcheck_fails_when_last_good_backup_is_older_than_rpo(rig):
 
 # A good backup records when it started (its recovery point) first, then its name and its end.
 def test_last_success_records_the_start_as_the_recovery_point(rig, tmp_path):
-    paused = PausedTool(tmp_path / "paused", "zstd", "-T2")
-    # Leaving the block releases a stand-in still paused before waiting for the process.
-    with (
-        subprocess.Popen(
-            [str(BIN / "backup"), "run"],
-            env=rig.env(PATH=paused.path()),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as run,
-        paused,
-    ):
-        paused.wait_until_paused(run)
+    command = [str(BIN / "backup"), "run"]
+    with paused_run(rig, tmp_path / "paused", command, "zstd", "-T2") as (run, paused):
         # The run is held inside its first archive until the clock has left the second it
         # started in, so its start and its end differ; the wait is bounded by that second.
         [staging] = rig.dest.glob(".incoming-*")

@@ -4,16 +4,15 @@ break mid-stream or overflow the disk (every volume and the database keep their 
 
 import fcntl
 import shutil
-import subprocess
 from contextlib import ExitStack
 
 import pytest
 from backup_rig import (
     BIN,
     VOLUME_NAMES,
-    PausedTool,
     database_snapshot,
     mounted,
+    paused_run,
     read_only_view,
     resign_archive,
     rewrite_manifest,
@@ -77,19 +76,11 @@ def test_backup_run_fails_while_a_restore_holds_the_lock(rig, tmp_path):
     rig.backup()
     [backup] = rig.backups()
 
-    paused = PausedTool(tmp_path / "paused", "zstd", "--decompress")
-    # Leaving the block releases a stand-in still paused before waiting for the process.
-    with (
-        subprocess.Popen(
-            [str(BIN / "restore"), *rig.restore_arguments(backup)],
-            env=rig.env(PATH=paused.path()),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as restore,
+    command = [str(BIN / "restore"), *rig.restore_arguments(backup)]
+    with paused_run(rig, tmp_path / "paused", command, "zstd", "--decompress") as (
+        restore,
         paused,
     ):
-        paused.wait_until_paused(restore)
         during = rig.run("backup", "run", check=False)
         paused.release()
         _, restore_errors = restore.communicate(timeout=300)
