@@ -303,13 +303,15 @@ def _reporter(
     severity = policy.severity.value if policy.severity else "unspecified"
 
     def report_violation(message: str, violating_urn: str | None = None) -> None:
+        # A stack rule that names the violating resource is reported against that resource.
+        named = violating_urn.rsplit("::", 1)[-1] if violating_urn else resource
         result.violations.append(
             Violation(
                 policy.name,
                 level.value,
                 severity,
                 message,
-                resource,
+                named,
                 violating_urn or urn,
                 citations,
                 cis,
@@ -430,10 +432,8 @@ def checklist_rows(result: CheckResult) -> list[dict[str, Any]]:
                 rule_states.append((rule, "not evaluated"))
             elif rule in violated:
                 rule_states.append((rule, "violated"))
-            elif not result.applied.get(rule):
-                rule_states.append((rule, _unapplied_state(result, rule)))
             else:
-                rule_states.append((rule, "passing"))
+                rule_states.append((rule, _unviolated_state(result, rule)))
         attested = [(item, result.attestations.get(item, "missing")) for item in entry.attestations]
         rows.append(
             {
@@ -447,13 +447,16 @@ def checklist_rows(result: CheckResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _unapplied_state(result: CheckResult, rule: str) -> str:
-    """A rule that judged nothing: every subject a reviewed exception of the pack config, or no
-    subject at all."""
+def _unviolated_state(result: CheckResult, rule: str) -> str:
+    """A rule with no violation: `reviewed exceptions` when the pack config exempted any of its
+    subjects (whether or not it judged others), `nothing to check` when it judged nothing,
+    else `passing`."""
     reasons = [reason for name, reason in result.not_applicable if name == rule]
-    if reasons and all(REVIEWED_EXCEPTION in reason for reason in reasons):
+    if any(REVIEWED_EXCEPTION in reason for reason in reasons):
         return "reviewed exceptions"
-    return "nothing to check"
+    if not result.applied.get(rule):
+        return "nothing to check"
+    return "passing"
 
 
 def _row_status(rules: list[tuple[str, str]], attested: list[tuple[str, str]]) -> str:
@@ -548,9 +551,8 @@ def render_report(result: CheckResult) -> str:
         elif policy.name in grouped:
             outcome = f"{len(grouped[policy.name])} violation(s)"
         else:
-            outcome = (
-                "pass" if result.applied.get(policy.name) else _unapplied_state(result, policy.name)
-            )
+            state = _unviolated_state(result, policy.name)
+            outcome = "pass" if state == "passing" else state
         level = result.levels.get(policy.name, "disabled")
         lines.append(
             f"| `{policy.name}` | {level} | {citations} | {', '.join(cis) or '—'} | {outcome} |"

@@ -65,5 +65,6 @@ POLICIES = [
         citations=[AUDIT, ACTIVITY_REVIEW],
         remediation="Load server_audit with `server_audit_logging=ON` in MariaDB, keep nginx "
         "`access_log` on and OpenEMR's enable_auditlog at 1.",
+        reads_files=True,
     ),
 ]

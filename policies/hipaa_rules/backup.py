@@ -12,7 +12,15 @@ from itertools import pairwise
 
 from pulumi_policy import Severity
 
-from .framework import CONTAINER, VOLUME, resource_policy, schema, setting, stack_policy
+from .framework import (
+    CONTAINER,
+    VOLUME,
+    is_file_carrier,
+    resource_policy,
+    schema,
+    setting,
+    stack_policy,
+)
 from .inputs import (
     DATA_CLASS_LABEL,
     SERVICE_LABEL,
@@ -246,7 +254,7 @@ def validate_backup_coverage(args, report_violation):
     jobs = [
         (resource, backup_job(resource.props, images))
         for resource in args.resources
-        if resource.resource_type == CONTAINER
+        if resource.resource_type == CONTAINER and not is_file_carrier(resource.props)
     ]
     jobs = [(resource, job) for resource, job in jobs if job is not None]
     # The backup job's own volumes (its archive destination) are where copies go, not sources.
@@ -293,6 +301,7 @@ POLICIES = [
         severity=Severity.HIGH,
         citations=[ENCRYPTION, BACKUP_STORAGE],
         remediation="Set `hospital:backup.recipients` to the hospital's age recipient(s).",
+        reads_files=True,
     ),
     resource_policy(
         name="container-configure-backup-schedule",
@@ -303,6 +312,7 @@ POLICIES = [
         citations=[BACKUP_PLAN, RECOVERY_PLAN],
         remediation="Set `hospital:backup.schedule` (cron) and `rpoHours` (24 or less).",
         config_schema=SCHEDULE_SCHEMA,
+        running_only=True,
     ),
     stack_policy(
         name="stack-missing-backup-coverage",

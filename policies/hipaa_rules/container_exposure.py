@@ -275,6 +275,7 @@ POLICIES = [
         citations=[TRANSMISSION, TRANSMISSION_ENCRYPTION],
         remediation="Unpublish the HTTP port and route the service through the TLS gateway.",
         config_schema=WEB_TLS_SCHEMA,
+        reads_files=True,
     ),
     resource_policy(
         name="container-enforce-gateway-tls",
@@ -286,6 +287,7 @@ POLICIES = [
         remediation="Configure `listen 8443 ssl`, `ssl_certificate` and "
         "`ssl_protocols TLSv1.2 TLSv1.3` in the uploaded nginx configuration.",
         config_schema=GATEWAY_TLS_SCHEMA,
+        reads_files=True,
     ),
     resource_policy(
         name="container-enforce-database-tls",
@@ -296,5 +298,6 @@ POLICIES = [
         citations=[TRANSMISSION, TRANSMISSION_ENCRYPTION],
         remediation="Upload a MariaDB config with `require_secure_transport=ON` and ssl_* paths; "
         "set FORCE_DATABASE_SSL_CONNECT=1 on OpenEMR.",
+        reads_files=True,
     ),
 ]

@@ -5,11 +5,32 @@ readOnly false, networkMode "bridge"), so a key left out is judged as the engine
 """
 
 from collections.abc import Mapping
+from pathlib import PurePosixPath
 
 from pulumi_policy import Severity
 
-from .framework import CONTAINER, VOLUME, resource_policy, schema, setting
-from .inputs import every_item, known_items, mapping, require_known, sequence, service
+from .framework import (
+    CONTAINER,
+    VOLUME,
+    carrier_name,
+    carriers_by_name,
+    is_file_carrier,
+    resource_policy,
+    schema,
+    setting,
+    stack_policy,
+    volumes_from,
+)
+from .inputs import (
+    SERVICE_LABEL,
+    every_item,
+    known_items,
+    label,
+    mapping,
+    require_known,
+    sequence,
+    service,
+)
 
 ACCESS_CONTROL = "164.312(a)(1)"
 INTEGRITY = "164.312(c)(1)"
@@ -423,7 +444,7 @@ READ_ONLY_SCHEMA = schema(
         "items": {"type": "string"},
         "default": [],
         "description": "Reviewed exceptions: services whose root filesystem stays writable "
-        "(their images write there, or they receive uploads).",
+        "because their images write there.",
     }
 )
 
@@ -434,17 +455,82 @@ def validate_read_only_root(args, report_violation):
     name = service(args.props)
     if name in setting(args, READ_ONLY_SCHEMA, "writableRootServices"):
         args.not_applicable(f"{name}: reviewed exception (writableRootServices)")
-    # A container that receives `uploads` cannot be read-only as it stands: the docker provider
-    # copies them to "/" of the created container, which Docker refuses on a read-only root.
-    # Such a service is a reviewed exception, listed where an auditor sees it, never a silent skip.
-    because = ""
-    if len(sequence(args.props, "uploads")):
-        because = " (it receives uploads, which Docker cannot copy into a read-only root)"
+    # Uploads are no reason: the provider cannot copy them into a read-only root, but a file
+    # carrier (a container never started) can hold them in volumes the service mounts read-only.
     report_violation(
-        f"Container '{args.name}' ({name}) has a writable root filesystem{because}; set "
-        "`readOnly=True` with `tmpfs` for scratch paths, or list the service in "
-        "`writableRootServices` as a reviewed exception."
+        f"Container '{args.name}' ({name}) has a writable root filesystem; set `readOnly=True` "
+        "with `tmpfs` for scratch paths and take uploaded files from a file carrier, or list "
+        "the service in `writableRootServices` as a reviewed exception."
     )
+
+
+def carrier_problems(props) -> list[str]:
+    """What keeps a never-started container from being an inert holder of files."""
+    problems = []
+    if props.get("mustRun", True) is not False:
+        problems.append(
+            "has `mustRun` on, so the provider would start it (or delete it as failed); set "
+            "`mustRun=False`"
+        )
+    if len(sequence(props, "ports")):
+        problems.append("publishes ports")
+    if str(props.get("networkMode", "bridge")) != "none" or len(
+        sequence(props, "networksAdvanced")
+    ):
+        problems.append("is attached to a network; set `networkMode='none'`")
+    if len(sequence(props, "envs")):
+        problems.append("carries environment variables, which `docker inspect` shows")
+    own: list[PurePosixPath] = []
+    for volume in known_items(sequence(props, "volumes")):
+        if any(volume.get(key) for key in ("volumeName", "hostPath", "fromContainer")):
+            problems.append(
+                "mounts a named volume, a host path or another container's volumes; it may "
+                "hold only anonymous volumes of its own"
+            )
+        elif volume.get("containerPath"):
+            own.append(PurePosixPath(str(volume["containerPath"])))
+    if len(sequence(props, "mounts")):
+        problems.append("has `mounts`; it may hold only anonymous volumes of its own")
+    for upload in known_items(sequence(props, "uploads")):
+        path = PurePosixPath(str(upload.get("file", "")))
+        if not any(path.is_relative_to(volume) for volume in own):
+            problems.append(f"holds {path} outside its volumes, where no service reads it")
+    return problems
+
+
+def validate_file_carriers(args, report_violation):
+    carriers = carriers_by_name(args.resources)
+    containers = [r for r in args.resources if r.resource_type == CONTAINER]
+    takers = [r for r in containers if volumes_from(r.props)]
+    if not carriers and not takers and not any(is_file_carrier(r.props) for r in containers):
+        args.not_applicable("no file carrier, and no container takes another's volumes")
+    for resource in containers:
+        if is_file_carrier(resource.props):
+            for problem in carrier_problems(resource.props):
+                report_violation(f"File carrier '{resource.name}' {problem}.", resource.urn)
+    for resource in takers:
+        for entry in volumes_from(resource.props):
+            source = carrier_name(entry)
+            carrier = carriers.get(source)
+            if carrier is None:
+                report_violation(
+                    f"Container '{resource.name}' takes the volumes of '{source}', which is no "
+                    "file carrier of this stack (a container never started); only a carrier's "
+                    "files may be shared.",
+                    resource.urn,
+                )
+            elif not entry.endswith(":ro"):
+                report_violation(
+                    f"Container '{resource.name}' takes the volumes of '{source}' writable; "
+                    f"write `{source}:ro` (the provider ignores `readOnly` for `fromContainer`).",
+                    resource.urn,
+                )
+            elif label(carrier.props, SERVICE_LABEL) != label(resource.props, SERVICE_LABEL):
+                report_violation(
+                    f"Container '{resource.name}' takes the files of '{source}', a carrier "
+                    "labelled for another service; each service reads only its own files.",
+                    resource.urn,
+                )
 
 
 ROOT_USER_SCHEMA = schema(
@@ -577,6 +663,7 @@ POLICIES = [
         cis=["5.11"],
         remediation="Set `memory` in MB from the service's sizing.",
         config_schema=MEMORY_SCHEMA,
+        running_only=True,
     ),
     resource_policy(
         name="container-configure-cpu-limit",
@@ -589,6 +676,7 @@ POLICIES = [
         remediation="Set `cpuShares` from the service's priority (the backup job below the "
         "clinical services), or `cpus` where a hard cap is wanted.",
         config_schema=CPU_SCHEMA,
+        running_only=True,
     ),
     resource_policy(
         name="container-configure-restart-policy",
@@ -600,6 +688,7 @@ POLICIES = [
         cis=["5.15"],
         remediation="Set `restart='unless-stopped'`, or on-failure with `maxRetryCount`.",
         config_schema=RESTART_SCHEMA,
+        running_only=True,
     ),
     resource_policy(
         name="container-missing-healthcheck",
@@ -610,6 +699,7 @@ POLICIES = [
         citations=[ACTIVITY_REVIEW, CONTINGENCY],
         cis=["5.27"],
         remediation="Add `healthcheck` with a test that exercises the service.",
+        running_only=True,
     ),
     resource_policy(
         name="container-configure-log-rotation",
@@ -621,6 +711,7 @@ POLICIES = [
         cis=["2.13"],
         remediation="Use `logDriver='local'`, or json-file with `logOpts` max-size and max-file.",
         config_schema=LOG_SCHEMA,
+        running_only=True,
     ),
     resource_policy(
         name="container-disallow-default-bridge",
@@ -631,10 +722,22 @@ POLICIES = [
         citations=[ACCESS_CONTROL, "164.312(e)(1)"],
         cis=["5.30"],
         remediation="Attach the container to its zone networks with `networksAdvanced`.",
+        running_only=True,
+    ),
+    stack_policy(
+        name="container-enforce-read-only-file-carriers",
+        description="A file carrier (a container never started) only holds files in its own "
+        "anonymous volumes, and every container taking its volumes takes them read-only.",
+        validate=validate_file_carriers,
+        severity=Severity.HIGH,
+        citations=[INTEGRITY, ACCESS_CONTROL],
+        remediation="Create the carrier with `start=False`, `mustRun=False`, "
+        "`networkMode='none'`, no ports or environment and one anonymous volume per upload "
+        "directory; mount it in its service with `fromContainer='<carrier>:ro'`.",
     ),
     resource_policy(
         name="container-enable-read-only-root",
-        description="Containers without uploads run with a read-only root filesystem.",
+        description="Containers run with a read-only root filesystem.",
         validate=validate_read_only_root,
         resource_types=[CONTAINER],
         severity=Severity.MEDIUM,
@@ -642,6 +745,7 @@ POLICIES = [
         cis=["5.13"],
         remediation="Set `readOnly=True` and mount `tmpfs` where the image writes scratch data.",
         config_schema=READ_ONLY_SCHEMA,
+        running_only=True,
     ),
     resource_policy(
         name="container-disallow-root-user",
@@ -653,5 +757,6 @@ POLICIES = [
         cis=["4.1"],
         remediation="Set `user` to the image's service account uid:gid.",
         config_schema=ROOT_USER_SCHEMA,
+        running_only=True,
     ),
 ]

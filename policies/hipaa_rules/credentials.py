@@ -181,6 +181,7 @@ POLICIES = [
         severity=Severity.CRITICAL,
         citations=[AUTHENTICATION, PASSWORD_MANAGEMENT, UNIQUE_USER],
         remediation="Pass a RandomPassword result to every password variable or file.",
+        reads_files=True,
     ),
     resource_policy(
         name="randompassword-configure-length",

@@ -289,8 +289,39 @@ ATTESTED_ITEMS = (
 )
 
 
+def file_carrier(service: str, uploads: list[dict[str, Any]], *directories: str) -> dict[str, Any]:
+    """A never-started container holding `uploads` in anonymous volumes at `directories`."""
+    return {
+        "name": f"hospital-prod-{service}-files",
+        "image": "sha256:" + "0" * 64,
+        "start": False,
+        "mustRun": False,
+        "networkMode": "none",
+        "uploads": uploads,
+        "volumes": [{"containerPath": directory} for directory in directories],
+        "removeVolumes": True,
+        "capabilities": {"drops": ["ALL"]},
+        "securityOpts": ["no-new-privileges:true"],
+        "labels": [
+            {"label": "hospital.service", "value": service},
+            {"label": "hospital.stack", "value": "prod"},
+            {"label": "hospital.role", "value": "files"},
+        ],
+    }
+
+
+def carried(props: dict[str, Any], *directories: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(service, carrier): `props` with its uploads moved into a file carrier it mounts read-only."""
+    service = next(e["value"] for e in props["labels"] if e["label"] == "hospital.service")
+    carrier = file_carrier(service, props.pop("uploads"), *directories)
+    props["volumes"] = [*props.get("volumes", []), {"fromContainer": f"{carrier['name']}:ro"}]
+    return props, carrier
+
+
 def compliant_stack() -> list[tuple[str, str, dict[str, Any]]]:
-    """(type, name, outputs) of a small compliant stack, the Stack resource first."""
+    """(type, name, outputs) of a small compliant stack, the Stack resource first; the gateway
+    takes its files from a carrier, the others get their uploads directly."""
+    gateway_props, gateway_files = carried(gateway(), "/etc/nginx/conf.d")
     return [
         (STACK, "hospital-prod", {"attestations": [attestation(i) for i in ATTESTED_ITEMS]}),
         (NETWORK, "zones-edge", network("edge", "172.31.0.0/24")),
@@ -300,7 +331,8 @@ def compliant_stack() -> list[tuple[str, str, dict[str, Any]]]:
         (VOLUME, "database-data", volume("database", "data", "phi")),
         (VOLUME, "pacs-config", volume("pacs", "config", "config")),
         (VOLUME, "gateway-logs", volume("gateway", "logs", "logs")),
-        (CONTAINER, "gateway", gateway()),
+        (CONTAINER, "gateway-files", gateway_files),
+        (CONTAINER, "gateway", gateway_props),
         (CONTAINER, "database", database()),
         (CONTAINER, "emr", emr()),
         (CONTAINER, "backup", backup_job()),
@@ -332,7 +364,10 @@ def run_resource_rule(
     config: Mapping[str, Any] | None = None,
     name: str = "subject",
 ) -> Outcome:
-    """Call one resource rule the way the analyzer's Analyze does."""
+    """Call one resource rule the way the analyzer's Analyze does; a rule that reads files
+    runs stack-wide (AnalyzeStack), here over a stack of this one resource."""
+    if is_stack_rule(rule):
+        return run_stack_rule(rule, [(resource_type, name, dict(props))], config)
     outcome = Outcome()
     args = ResourceValidationArgs(
         resource_type,

@@ -12,6 +12,8 @@ from policy_harness import (
     AGE_RECIPIENT,
     COMPLIANT,
     CONTAINER,
+    GATEWAY_CONF,
+    PROD_ADDRESS,
     RULES,
     SECRET_MARKER,
     UNKNOWN,
@@ -484,8 +486,70 @@ def _remove(name: str):
     return lambda stack: stack.remove(next(entry for entry in stack if entry[1] == name))
 
 
+CARRIER_RULE = "container-enforce-read-only-file-carriers"
+
+
+def _gateway_takes(entry: str):
+    return lambda s: _container(s, "gateway")["volumes"].__setitem__(-1, {"fromContainer": entry})
+
+
 # (rule, mutation of the compliant stack, fragment)
 STACK_MUTATIONS = [
+    (CARRIER_RULE, lambda s: _container(s, "gateway-files").pop("mustRun"), "has `mustRun` on"),
+    (
+        CARRIER_RULE,
+        lambda s: _container(s, "gateway-files").update(networkMode="bridge"),
+        "is attached to a network",
+    ),
+    (
+        CARRIER_RULE,
+        lambda s: _container(s, "gateway-files").update(
+            ports=[{"internal": 8080.0, "external": 8080.0, "ip": PROD_ADDRESS}]
+        ),
+        "publishes ports",
+    ),
+    (
+        CARRIER_RULE,
+        lambda s: _container(s, "gateway-files").update(envs=["PASSWORD=x"]),
+        "carries environment variables",
+    ),
+    (
+        CARRIER_RULE,
+        lambda s: _container(s, "gateway-files")["volumes"].append(
+            {"volumeName": "hospital-prod-database-data", "containerPath": "/data"}
+        ),
+        "mounts a named volume",
+    ),
+    (
+        CARRIER_RULE,
+        lambda s: _container(s, "gateway-files")["uploads"].append(
+            {"file": "/etc/nginx/nginx.conf", "content": "events {}"}
+        ),
+        "holds /etc/nginx/nginx.conf outside its volumes",
+    ),
+    (CARRIER_RULE, _gateway_takes("hospital-prod-gateway-files"), "writable; write"),
+    (CARRIER_RULE, _gateway_takes("hospital-prod-gateway-files:rw"), "writable; write"),
+    (CARRIER_RULE, _gateway_takes("hospital-prod-database:ro"), "which is no file carrier"),
+    (
+        CARRIER_RULE,
+        lambda s: _container(s, "gateway-files")["labels"].__setitem__(
+            0, {"label": "hospital.service", "value": "database"}
+        ),
+        "a carrier labelled for another service",
+    ),
+    # The rules that read files see the carrier's: a weak protocol there is the gateway's.
+    (
+        "container-enforce-gateway-tls",
+        lambda s: _container(s, "gateway-files")["uploads"][0].update(
+            content=GATEWAY_CONF.replace("TLSv1.2 TLSv1.3", "TLSv1 TLSv1.2 TLSv1.3")
+        ),
+        "allows TLS versions below the minimum",
+    ),
+    (
+        "container-enforce-gateway-tls",
+        lambda s: _container(s, "gateway")["volumes"].clear(),
+        "does not terminate TLS",
+    ),
     ("stack-missing-backup-coverage", _remove("backup"), "No backup job protects the 2"),
     (
         "stack-missing-backup-coverage",
@@ -722,6 +786,8 @@ def test_unknown_value_behaves_as_the_engine(rule, kind, path, expected, complia
 
 # Stack unknowns: (rule, resource name, dotted path in its outputs made unknown, expected).
 STACK_UNKNOWN_CASES = [
+    (CARRIER_RULE, "gateway", "volumes.0.fromContainer", "pass"),
+    (CARRIER_RULE, "gateway-files", "mustRun", "diagnostic"),
     ("stack-disallow-edge-to-data-path", "gateway", "networksAdvanced.0.name", "pass"),
     ("stack-disallow-edge-to-data-path", "zones-data", "internal", "diagnostic"),
     ("stack-disallow-overlapping-zones", "zones-edge", "labels.0", "diagnostic"),
@@ -1043,9 +1109,9 @@ def test_volume_without_a_bind_device_passes(driver_options, compliant):
     assert outcome.messages == [] and outcome.unknown is None, outcome
 
 
-# A writable root is never skipped silently: a container receiving uploads (which cannot be
-# read-only) is flagged with that reason unless its service is a reviewed exception.
-def test_writable_root_with_uploads_needs_a_reviewed_exception(compliant):
+# A writable root is never skipped silently: uploads are no excuse (a file carrier holds them),
+# so a writable root is flagged unless its service is a reviewed exception.
+def test_writable_root_needs_a_reviewed_exception(compliant):
     resource_type, props = compliant("database")
     props["readOnly"] = False
     rule = "container-enable-read-only-root"
@@ -1053,10 +1119,26 @@ def test_writable_root_with_uploads_needs_a_reviewed_exception(compliant):
     flagged = run_resource_rule(rule, resource_type, props)
     excepted = run_resource_rule(rule, resource_type, props, {"writableRootServices": ["database"]})
 
-    assert flagged.messages and "it receives uploads" in flagged.messages[0], flagged
+    assert flagged.messages and "take uploaded files from a file carrier" in flagged.messages[0]
     assert excepted.messages == [] and "reviewed exception" in str(excepted.not_applicable), (
         excepted
     )
+
+
+# A file carrier is never judged as a running service (health, limits, restarts, user) ...
+def test_running_service_rules_leave_file_carriers_out(stack):
+    carrier = _container(stack, "gateway-files")
+
+    outcome = run_resource_rule("container-missing-healthcheck", CONTAINER, carrier)
+
+    assert outcome.messages == [] and "file carrier" in str(outcome.not_applicable), outcome
+
+
+# ... and its files count for the service that mounts them, not for a service of their own.
+def test_a_carrier_is_not_a_second_gateway(stack):
+    outcome = run_stack_rule("container-enforce-gateway-tls", stack)
+
+    assert outcome.messages == [] and outcome.not_applicable is None, outcome
 
 
 # A CPU weight suffices by default; a pack config asking for a hard cap wants `cpus` (or a quota).

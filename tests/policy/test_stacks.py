@@ -189,9 +189,10 @@ RECORDING_MUTATIONS = [
     ),
     (
         "database TLS off",
+        # The database reads its files from its carrier: the rule sees them through it.
         mutate(
             CONTAINER,
-            "database",
+            "database-files",
             edit_uploads("require_secure_transport = ON", "require_secure_transport = OFF"),
         ),
         "container-enforce-database-tls",
@@ -200,7 +201,7 @@ RECORDING_MUTATIONS = [
         "gateway allows TLS 1.0",
         mutate(
             CONTAINER,
-            "gateway",
+            "gateway-files",
             edit_uploads("ssl_protocols TLSv1.2 TLSv1.3", "ssl_protocols TLSv1 TLSv1.2 TLSv1.3"),
         ),
         "container-enforce-gateway-tls",
@@ -284,7 +285,7 @@ RECORDING_MUTATIONS = [
         "gateway turns access logs off",
         mutate(
             CONTAINER,
-            "gateway",
+            "gateway-files",
             edit_uploads(
                 "    access_log /dev/stdout audit buffer=64k flush=1s;", "    access_log off;"
             ),
