@@ -311,7 +311,7 @@ def file_carrier(service: str, uploads: list[dict[str, Any]], *directories: str)
 
 
 def carried(props: dict[str, Any], *directories: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(service, carrier): `props` with its uploads moved into a file carrier it mounts read-only."""
+    """(service, carrier): `props` with its uploads moved into a carrier it mounts read-only."""
     service = next(e["value"] for e in props["labels"] if e["label"] == "hospital.service")
     carrier = file_carrier(service, props.pop("uploads"), *directories)
     props["volumes"] = [*props.get("volumes", []), {"fromContainer": f"{carrier['name']}:ro"}]
