@@ -407,10 +407,8 @@ class Backup(pulumi.ComponentResource):
             ],
             capabilities=CAPABILITIES,
             user=RUN_AS,
-            # Limitation: the root file system stays writable because the password file and
-            # the CA are uploads, which Docker copies only into a writable root; the job itself
-            # writes only to /backups and /tmp.
-            read_only=False,
+            # Read-only root: the password file and the CA arrive through a file carrier; the
+            # job writes only to /backups and the /tmp tmpfs.
             depends_on=[database.container] if database is not None else [],
         )
 

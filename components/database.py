@@ -26,6 +26,8 @@ DATA_PATH = "/var/lib/mysql"
 CONF_DIR = "/etc/mysql/conf.d"
 SERVER_CONFIG_PATH = f"{CONF_DIR}/50-hospital.cnf"
 LOG_PATH = "/var/log/mysql"
+SOCKET_DIR = "/run/mysqld"
+SCRATCH_PATH = "/tmp"
 AUDIT_LOG_PATH = f"{LOG_PATH}/server_audit.log"
 HOSPITAL_DIR = "/etc/mysql/hospital"
 TLS_CA_PATH = f"{HOSPITAL_DIR}/tls/ca.pem"
@@ -157,6 +159,7 @@ class Database(pulumi.ComponentResource):
 
         data = platform.volumes.create(SERVICE, "data", "phi", self)
         logs = platform.volumes.create(SERVICE, "logs", "logs", self)
+        scratch = platform.volumes.create(SERVICE, "tmp", "scratch", self)
 
         paths, accounts = ServerPaths(), HookAccounts(schema=database.name)
         uploads = [
@@ -194,7 +197,7 @@ class Database(pulumi.ComponentResource):
                 "MARIADB_ROOT_HOST": "localhost",
             },
             uploads=uploads,
-            mounts=[Mount(data, DATA_PATH), Mount(logs, LOG_PATH)],
+            mounts=[Mount(data, DATA_PATH), Mount(logs, LOG_PATH), Mount(scratch, SCRATCH_PATH)],
             capabilities=CAPABILITIES,
             # The audit log volume arrives root-owned; the server writes it as `mysql`.
             entrypoint=[
@@ -204,15 +207,11 @@ class Database(pulumi.ComponentResource):
                 ENTRYPOINT,
             ],
             command=[SERVER_COMMAND],
-            # Limitation: the root file system stays writable. The provider copies uploads into
-            # the created container before it starts, and Docker refuses that copy into a
-            # read-only root unless the target is a volume ("container rootfs is marked
-            # read-only"). The entrypoint and server themselves run read-only with tmpfs on
-            # /run/mysqld (mode 1777) and /tmp when the same files arrive another way (tried on
-            # a local engine, first start and restart).
-            read_only=False,
-            # No size-capped tmpfs: large sorts and ALTER TABLE spill temporary files to /tmp.
-            tmpfs={},
+            # Read-only root: the uploads arrive through a file carrier. The entrypoint and the
+            # server write only the data and log volumes, the socket directory (a tmpfs, 1777
+            # as in the image) and /tmp, a scratch volume rather than a tmpfs because large
+            # sorts and ALTER TABLE spill there and a tmpfs would count against the memory limit.
+            tmpfs={SOCKET_DIR: "rw,noexec,nosuid,nodev,size=1m,mode=1777"},
         )
 
         if settings.is_prod:

@@ -146,6 +146,17 @@ def _services(platform: Platform) -> dict[str, dict]:
             "zones": list(record.zones),
             "ports": [_published(port) for port in record.publish],
             "memoryMb": record.container.memory,
+            "readOnlyRoot": record.read_only,
+            **(
+                {
+                    "files": {
+                        "carrier": record.carrier.name,
+                        "directories": list(record.carrier.directories),
+                    }
+                }
+                if record.carrier
+                else {}
+            ),
         }
         for record in platform.services
     }

@@ -160,10 +160,8 @@ class Gateway(pulumi.ComponentResource):
             publish=publish,
             capabilities=[],
             user=RUN_AS,
-            # Limitation: the root file system stays writable because the provider uploads the
-            # configuration and keys by copying an archive to "/", which Docker refuses on a
-            # read-only root. Everything nginx writes at run time goes to the /tmp tmpfs.
-            read_only=False,
+            # Read-only root: the configuration and keys arrive through a file carrier; nginx
+            # writes its pid and temporary files to the /tmp tmpfs and logs to stdout/stderr.
             tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m"},
             depends_on=upstreams,
         )

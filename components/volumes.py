@@ -15,7 +15,9 @@ import pulumi_docker as docker
 SERVICE_LABEL = "hospital.service"
 DATA_CLASS_LABEL = "hospital.data-class"
 # `backup` holds only the encrypted archives: a backup destination, never a backup source.
-DataClass = Literal["phi", "config", "logs", "backup"]
+# `scratch` holds a service's temporary files (a read-only container's /tmp on disk): nothing in
+# it outlives the operation that wrote it, so it is not backed up.
+DataClass = Literal["phi", "config", "logs", "backup", "scratch"]
 BACKED_UP_CLASSES: frozenset[DataClass] = frozenset({"phi", "config"})
 
 

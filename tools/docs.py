@@ -48,6 +48,7 @@ DATA_CLASSES = {
     "config": "configuration and keys",
     "logs": "logs and audit trails",
     "backup": "encrypted backup archives",
+    "scratch": "temporary files of running queries (not backed up)",
 }
 OUTPUTS_FILE = "outputs-{stack}.json"
 COMPLIANCE_FILE = "compliance-{stack}.json"
@@ -161,8 +162,8 @@ def _overview(stack: str, exports: Mapping[str, Any]) -> str:
             "",
         ]
     lines += [
-        "| Service | Container | Image | Trust zones | Memory |",
-        "|---|---|---|---|---|",
+        "| Service | Container | Image | Trust zones | Memory | Root file system |",
+        "|---|---|---|---|---|---|",
     ]
     for name, service in sorted(services.items()):
         memory = f"{service['memoryMb']} MiB" if "memoryMb" in service else "—"
@@ -173,8 +174,19 @@ def _overview(stack: str, exports: Mapping[str, Any]) -> str:
                 _code(service["image"]),
                 ", ".join(service["zones"]),
                 memory,
+                _root_file_system(service),
             )
         )
+    carried = [s for s in services.values() if s.get("files")]
+    if carried:
+        lines += [
+            "",
+            "A read-only container cannot receive uploaded files, so each one's configuration, "
+            "certificates and password files sit in a *file carrier*: a container of the same "
+            "image that is created, filled and never started, whose volumes the service mounts "
+            "read-only (`docker inspect` shows them under `Mounts`). A new carrier, when a file "
+            "or the image changes, replaces its service.",
+        ]
     lines += [
         "",
         "| Trust zone | Docker network | Subnet | Internal | Role |",
@@ -191,6 +203,20 @@ def _overview(stack: str, exports: Mapping[str, Any]) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def _root_file_system(service: Mapping[str, Any]) -> str:
+    """How a service's root file system is kept: read-only (files from which carrier, at
+    which paths) or writable; a dash for exports from before the key existed."""
+    if "readOnlyRoot" not in service:
+        return "—"
+    if not service["readOnlyRoot"]:
+        return "writable (reviewed exception)"
+    files = service.get("files")
+    if not files:
+        return "read-only"
+    directories = ", ".join(_code(path) for path in files["directories"])
+    return f"read-only; files from {_code(files['carrier'])} at {directories}"
 
 
 def _running(stack: str, exports: Mapping[str, Any]) -> str:

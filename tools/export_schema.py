@@ -235,7 +235,7 @@ EXPORT_SCHEMA: dict[str, Any] = {
                 {
                     "name": STRING,
                     "service": SERVICE,
-                    "dataClass": {"enum": ["phi", "config", "logs", "backup"]},
+                    "dataClass": {"enum": ["phi", "config", "logs", "backup", "scratch"]},
                     "backedUp": BOOLEAN,
                 }
             )
@@ -252,7 +252,14 @@ EXPORT_SCHEMA: dict[str, Any] = {
                     "zones": _array(ZONE, min_items=1),
                     "ports": _array(PUBLISHED_PORT),
                 },
-                {"aliases": _array(STRING), "memoryMb": COUNT},
+                {
+                    "aliases": _array(STRING),
+                    "memoryMb": COUNT,
+                    "readOnlyRoot": BOOLEAN,
+                    # The never-started container whose volumes hold the uploaded files, and the
+                    # directories they are mounted at (read-only).
+                    "files": _object({"carrier": STRING, "directories": _array(STRING)}),
+                },
             )
         ),
         "ports": _array(

@@ -187,6 +187,16 @@ class LogEntry:
     message: str
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file a container reads from uploads, and the container that carries the upload."""
+
+    file: str
+    content: str = field(repr=False)
+    secret: bool
+    holder: RecordedResource
+
+
 @dataclass
 class Recording:
     """Everything one run registered, in parent-first order.
@@ -233,6 +243,38 @@ class Recording:
                 + f"; names recorded: {known}"
             )
         return matches[0]
+
+    def started_containers(self) -> list[RecordedResource]:
+        """The containers that run: every container but the file carriers (`start=False`)."""
+        return [
+            r
+            for r in self.of_type("docker:index/container:Container")
+            if r.inputs.get("start") is not False
+        ]
+
+    def uploaded_files(self, container: RecordedResource) -> list[UploadedFile]:
+        """Every file `container` reads from uploads: its own, then those of each file carrier
+        it takes volumes from (`fromContainer`, a container name with `:ro`)."""
+        holders = [container]
+        for volume in container.inputs.get("volumes") or []:
+            source = str(volume.get("fromContainer") or "")
+            if source:
+                name = source.rpartition(":")[0] if source.endswith((":ro", ":rw")) else source
+                holders += [
+                    r
+                    for r in self.of_type(container.type)
+                    if r.inputs.get("name") == name and r is not container
+                ]
+        return [
+            UploadedFile(
+                upload["file"],
+                upload.get("content", ""),
+                holder.input_is_secret(f"uploads.{index}.content"),
+                holder,
+            )
+            for holder in holders
+            for index, upload in enumerate(holder.inputs.get("uploads") or [])
+        ]
 
     def by_urn(self, urn: str) -> RecordedResource:
         for resource in self.resources:

@@ -165,15 +165,16 @@ def environment(container: RecordedResource) -> dict[str, str]:
     return dict(entry.split("=", 1) for entry in container.input("envs"))
 
 
-def upload_contents(container: RecordedResource) -> dict[str, str]:
-    return {upload["file"]: upload["content"] for upload in container.input("uploads")}
+def upload_contents(recording: Recording) -> dict[str, str]:
+    """The files the database container reads from uploads (through its file carrier)."""
+    return {f.file: f.content for f in recording.uploaded_files(database_container(recording))}
 
 
-def server_config(container: RecordedResource) -> str:
+def server_config(recording: Recording) -> str:
     """The one option file uploaded into the image's conf.d directory."""
     configs = [
         content
-        for path, content in upload_contents(container).items()
+        for path, content in upload_contents(recording).items()
         if PurePosixPath(path).parent == PurePosixPath(MARIADB_CONF_DIR) and path.endswith(".cnf")
     ]
     assert len(configs) == 1, f"expected one *.cnf in {MARIADB_CONF_DIR}, found {len(configs)}"
@@ -194,8 +195,12 @@ def account_passwords(recording: Recording) -> dict[str, str]:
 
 
 def mounts(container: RecordedResource) -> dict[str, str]:
-    """Container path -> volume name."""
-    return {mount["containerPath"]: mount["volumeName"] for mount in container.input("volumes")}
+    """Container path -> volume name, for the named volumes (not the file carrier's)."""
+    return {
+        mount["containerPath"]: mount["volumeName"]
+        for mount in container.input("volumes")
+        if "volumeName" in mount
+    }
 
 
 def data_classes(recording: Recording) -> dict[str, str]:
@@ -212,7 +217,8 @@ def data_classes(recording: Recording) -> dict[str, str]:
 # refuses to start without one), and no password travels as a plain variable.
 @pytest.mark.parametrize("stack", STACKS)
 def test_database_sets_only_variables_the_image_documents(stack: str, request) -> None:
-    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    recording = request.getfixturevalue(f"{stack}_recording")
+    container = database_container(recording)
 
     names = set(environment(container))
 
@@ -231,7 +237,7 @@ def test_file_variables_hold_the_generated_passwords(stack: str, request) -> Non
     recording = request.getfixturevalue(f"{stack}_recording")
     container = database_container(recording)
     settings = stack_settings(stack)
-    env, files = environment(container), upload_contents(container)
+    env, files = environment(container), upload_contents(recording)
 
     passwords = account_passwords(recording)
 
@@ -252,16 +258,13 @@ def test_file_variables_hold_the_generated_passwords(stack: str, request) -> Non
 # key are secret uploads; the server config and the hook stay readable in the plan.
 @pytest.mark.parametrize("stack", STACKS)
 def test_password_files_and_key_are_the_only_secret_uploads(stack: str, request) -> None:
-    container = database_container(request.getfixturevalue(f"{stack}_recording"))
-    env, files = environment(container), upload_contents(container)
-    options = config_options(server_config(container))
+    recording = request.getfixturevalue(f"{stack}_recording")
+    container = database_container(recording)
+    env, files = environment(container), upload_contents(recording)
+    options = config_options(server_config(recording))
     loaded = set(re.findall(r"LOAD_FILE\('([^']+)'\)", files[options["init_file"]]))
 
-    secret = {
-        upload["file"]
-        for index, upload in enumerate(container.input("uploads"))
-        if container.input_is_secret(f"uploads.{index}.content")
-    }
+    secret = {f.file for f in recording.uploaded_files(container) if f.secret}
 
     expected = {env["MARIADB_ROOT_PASSWORD_FILE"], env["MARIADB_PASSWORD_FILE"], options["ssl_key"]}
     assert len(loaded) == 2, f"{stack}: the hook should load the root and backup passwords"
@@ -275,7 +278,8 @@ def test_password_files_and_key_are_the_only_secret_uploads(stack: str, request)
 # The database joins the data zone only and publishes nothing, in both stacks.
 @pytest.mark.parametrize("stack", STACKS)
 def test_database_is_never_published_and_only_on_the_data_zone(stack: str, request) -> None:
-    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    recording = request.getfixturevalue(f"{stack}_recording")
+    container = database_container(recording)
 
     networks = [network["name"] for network in container.input("networksAdvanced")]
 
@@ -292,18 +296,22 @@ def test_volumes_sit_at_the_images_paths_with_their_data_class(stack: str, reque
 
     mounted = mounts(database_container(recording))
 
-    assert set(mounted) == {MARIADB_DATA_DIR, MARIADB_LOG_DIR}, f"{stack}: mounts {sorted(mounted)}"
+    assert set(mounted) == {MARIADB_DATA_DIR, MARIADB_LOG_DIR, "/tmp"}, (
+        f"{stack}: {sorted(mounted)}"
+    )
     assert classes[mounted[MARIADB_DATA_DIR]] == "phi", "the data directory (and binlogs) is phi"
     assert classes[mounted[MARIADB_LOG_DIR]] == "logs", "the audit log volume is a logs volume"
+    # The root is read-only: the server's temporary files go to a volume, not to memory.
+    assert classes[mounted["/tmp"]] == "scratch", "/tmp holds only temporary files"
 
 
 # The server reads the stack's options: one *.cnf file in the image's conf.d directory whose first
 # group is one the server reads.
 @pytest.mark.parametrize("stack", STACKS)
 def test_server_config_lands_where_the_image_reads_it(stack: str, request) -> None:
-    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    recording = request.getfixturevalue(f"{stack}_recording")
 
-    content = server_config(container)
+    content = server_config(recording)
 
     groups = [line for line in content.splitlines() if line.startswith("[")]
     assert groups and groups[0] in SERVER_GROUPS, f"{stack}: option groups are {groups}"
@@ -314,10 +322,10 @@ def test_server_config_lands_where_the_image_reads_it(stack: str, request) -> No
 def test_uploaded_server_config_is_the_rendered_one_for_the_stacks_settings(
     stack: str, request
 ) -> None:
-    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    recording = request.getfixturevalue(f"{stack}_recording")
     settings = stack_settings(stack)
 
-    uploaded = server_config(container)
+    uploaded = server_config(recording)
 
     rendered = render_server_config(settings.database, ServerPaths(), settings.is_prod)
     difference = "\n".join(difflib.unified_diff(rendered.splitlines(), uploaded.splitlines()))
@@ -328,10 +336,10 @@ def test_uploaded_server_config_is_the_rendered_one_for_the_stacks_settings(
 # is missing or added.
 @pytest.mark.parametrize("stack", STACKS)
 def test_server_options_are_the_ones_the_stack_calls_for(stack: str, request) -> None:
-    container = database_container(request.getfixturevalue(f"{stack}_recording"))
+    recording = request.getfixturevalue(f"{stack}_recording")
     expected = expected_options(stack_settings(stack))
 
-    options = config_options(server_config(container))
+    options = config_options(server_config(recording))
 
     values = {key: value for key, value in options.items() if key not in PATH_OPTIONS}
     wrong = {
@@ -349,10 +357,9 @@ def test_server_options_are_the_ones_the_stack_calls_for(stack: str, request) ->
 @pytest.mark.parametrize("stack", STACKS)
 def test_path_options_point_at_what_the_container_receives(stack: str, request) -> None:
     recording = request.getfixturevalue(f"{stack}_recording")
-    container = database_container(recording)
-    files = upload_contents(container)
+    files = upload_contents(recording)
 
-    options = config_options(server_config(container))
+    options = config_options(server_config(recording))
 
     ca = recording.named("pki-ca", CA_CERT).output("certPem")
     assert files.get(options["ssl_ca"]) == ca, f"{stack}: ssl_ca is not the stack's CA"
@@ -427,7 +434,7 @@ def test_database_certificate_names_what_clients_connect_to(prod_recording: Reco
     assert emr["MYSQL_HOST"] in names, f"the EMR dials {emr['MYSQL_HOST']}; SANs are {names}"
     assert backup["BACKUP_DB_HOST"] in names, f"backup dials {backup['BACKUP_DB_HOST']}: {names}"
     assert int(emr["MYSQL_PORT"]) == int(backup["BACKUP_DB_PORT"]) == MARIADB_PORT
-    assert "port" not in config_options(server_config(database_container(prod_recording)))
+    assert "port" not in config_options(server_config(prod_recording))
 
 
 # --- the rendered config on a real server --------------------------------------------------

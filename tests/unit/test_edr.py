@@ -543,7 +543,9 @@ def test_chosen_ports_move_the_host_side_only(tmp_path: Path) -> None:
     container = edr_container(recording)
     environment = dict(line.split("=", 1) for line in container.input("envs"))
     gateway = next(c for c in recording.of_type(CONTAINER) if c.input("name").endswith("gateway"))
-    nginx_conf = next(u["content"] for u in gateway.input("uploads") if u["file"].endswith(".conf"))
+    nginx_conf = next(
+        f.content for f in recording.uploaded_files(gateway) if f.file.endswith(".conf")
+    )
     assert [(p["external"], p["internal"]) for p in container.input("ports")] == [(9443, 8000)]
     assert (environment["VELOCIRAPTOR_FRONTEND_PORT"], environment["VELOCIRAPTOR_GUI_PORT"]) == (
         "9443",

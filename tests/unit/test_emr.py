@@ -118,7 +118,7 @@ def test_emr_reaches_the_database_the_way_mariadb_is_set_up(stack: str, request)
     recording = request.getfixturevalue(f"{stack}_recording")
     emr, database = container(recording, "emr"), container(recording, "database")
     database_env = dict(entry.split("=", 1) for entry in database.input("envs"))
-    database_files = upload_contents(database)
+    database_files = {f.file: f.content for f in recording.uploaded_files(database)}
     emr_zones = {network["name"] for network in emr.input("networksAdvanced")}
 
     variables = variable_values(emr)

@@ -174,8 +174,13 @@ def environment(container: RecordedResource) -> dict[str, str]:
 
 
 def mounts(container: RecordedResource) -> dict[str, dict]:
-    """Container path -> the mount (volumeName, readOnly)."""
-    return {mount["containerPath"]: mount for mount in container.input("volumes") or []}
+    """Container path -> the mount (volumeName, readOnly), for the named volumes (a file
+    carrier's volumes are mounted by `fromContainer`, with no path of their own)."""
+    return {
+        mount["containerPath"]: mount
+        for mount in container.input("volumes") or []
+        if "containerPath" in mount
+    }
 
 
 def dns_names(certificate: x509.Certificate) -> set[str]:
@@ -248,7 +253,7 @@ def test_containers_join_zones_with_their_aliases(stack: str, request) -> None:
     recording: Recording = request.getfixturevalue(f"{stack}_recording")
     zones = {n.input("name") for n in recording.of_type(NETWORK)}
 
-    for container in recording.of_type("docker:index/container:Container"):
+    for container in recording.started_containers():
         name = container.input("name")
         joined = container.input("networksAdvanced")
 
@@ -522,7 +527,7 @@ def test_own_ca_signs_the_services(tmp_path: Path, own_ca: tuple[str, str]) -> N
 def test_every_container_is_held_to_its_images_contract(stack: str, request) -> None:
     recording: Recording = request.getfixturevalue(f"{stack}_recording")
 
-    services = {container.name for container in recording.of_type(CONTAINER)}
+    services = {container.name for container in recording.started_containers()}
 
     assert services == SERVICES[stack], f"{stack}: containers {sorted(services)}"
 
@@ -576,7 +581,7 @@ def test_edr_and_gateway_paths_are_the_images(stack: str, request) -> None:
     assert variables["VELOCIRAPTOR_CONFIG_PATH"] == VELOCIRAPTOR_CONFIG_FILE
     assert variables["VELOCIRAPTOR_DATASTORE_PATH"] == VELOCIRAPTOR_DATASTORE
     assert mounts(gateway) == {}, f"{stack}: the gateway mounts {sorted(mounts(gateway))}"
-    uploaded = [upload["file"] for upload in gateway.input("uploads")]
+    uploaded = [file.file for file in recording.uploaded_files(gateway)]
     assert NGINX_CONF in uploaded, f"{stack}: nginx.conf is not uploaded: {uploaded}"
 
 
@@ -619,7 +624,7 @@ def test_every_container_has_its_services_cpu_weight(tmp_path: Path) -> None:
 
     recording = run_program("prod", stack_file)
 
-    weights = {c.name: c.input("cpuShares") for c in recording.of_type(CONTAINER)}
+    weights = {c.name: c.input("cpuShares") for c in recording.started_containers()}
     assert weights["pacs"] == 2048, weights
     assert all(isinstance(weight, (int, float)) and weight > 0 for weight in weights.values())
     assert weights["backup"] < min(weights[name] for name in ("database", "emr", "gateway"))

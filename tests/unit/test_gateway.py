@@ -71,8 +71,8 @@ def gateway_container(recording: Recording):
 
 
 def uploaded_conf(recording: Recording) -> str:
-    uploads = gateway_container(recording).input("uploads")
-    return next(upload["content"] for upload in uploads if upload["file"] == CONF_PATH)
+    files = recording.uploaded_files(gateway_container(recording))
+    return next(file.content for file in files if file.file == CONF_PATH)
 
 
 def server_block(conf: str, host_name: str) -> str:
@@ -290,13 +290,13 @@ def test_gateway_publishes_only_on_site_addresses(stack: str, request) -> None:
 # Keys are uploaded as secrets; certificates and the configuration are not.
 @pytest.mark.parametrize("stack", STACKS)
 def test_private_keys_are_secret_uploads(stack: str, request) -> None:
-    container = gateway_container(request.getfixturevalue(f"{stack}_recording"))
+    recording = request.getfixturevalue(f"{stack}_recording")
 
-    uploads = container.input("uploads")
+    files = recording.uploaded_files(gateway_container(recording))
 
-    for index, upload in enumerate(uploads):
-        secret = container.input_is_secret(f"uploads.{index}.content")
-        assert secret == upload["file"].endswith(".key"), (upload["file"], secret)
+    assert files, f"{stack}: the gateway gets no files"
+    for file in files:
+        assert file.secret == file.file.endswith(".key"), (file.file, file.secret)
 
 
 # The gateway runs as the image's unprivileged user, joins the edge and its sites' zones, and
