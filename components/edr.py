@@ -294,8 +294,9 @@ class Edr(pulumi.ComponentResource):
             ),
             memory_mb=edr.memory_mb,
             cpu_shares=edr.cpu_shares,
-            # Limitation: the docker provider copies uploads through the container's root, which
-            # Docker refuses when the root file system is read-only.
+            # Limitation: the root file system stays writable. No Velociraptor image can be run
+            # here to learn what its start writes outside /etc/velociraptor, /datastore and /tmp;
+            # a read-only root (its artifacts from a file carrier) waits on that check.
             read_only=False,
             # Limitation: runs as root (with every capability dropped): the image has no service
             # account, and the config and datastore volumes start out owned by root, so an

@@ -285,10 +285,9 @@ class Pacs(pulumi.ComponentResource):
             ],
             capabilities=[],
             user=RUN_AS,
-            # Limitation: the root file system stays writable. The provider uploads files by
-            # copying an archive to "/", which Docker refuses on a read-only root (only copies
-            # into volumes are allowed), and the image's entrypoint writes /etc/hostid and moves
-            # plugin libraries under /usr/share/orthanc at every start.
+            # Limitation: the root file system stays writable: the image's entrypoint writes
+            # /etc/hostid and moves plugin libraries under /usr/share/orthanc at every start,
+            # so neither a file carrier nor a tmpfs would let it start on a read-only root.
             read_only=False,
             # /tmp holds the merged configuration and Orthanc's temporary files (ZIP archives of
             # studies); a quarter of the memory limit bounds it.

@@ -103,6 +103,16 @@ def _container(resource: RecordedResource, recording: Recording) -> str:
         facts.append(f"publishes={','.join(ports)}")
     if resource.input("readOnly"):
         facts.append("read-only")
+    if resource.input("start") is False:
+        held = [str(v.get("containerPath")) for v in resource.input("volumes", []) or []]
+        facts.append(f"never started, holds files at {','.join(held)}")
+    carriers = [
+        str(v["fromContainer"])
+        for v in resource.input("volumes", []) or []
+        if v.get("fromContainer")
+    ]
+    if carriers:
+        facts.append(f"files from {','.join(carriers)}")
     if resource.input("restart"):
         facts.append(f"restart={resource.input('restart')}")
     if resource.secret_inputs:

@@ -594,7 +594,7 @@ def test_health_check_reads_the_metrics_endpoint(prod_recording: Recording) -> N
 
 
 # The baseline holds: no capabilities, no new privileges, a memory limit per stack. (The root
-# file system stays writable because the provider uploads through it.)
+# file system stays writable: what the image writes outside its volumes is not known here.)
 @pytest.mark.parametrize(("stack", "memory"), [("dev", 512), ("prod", 2048)])
 def test_server_runs_hardened(stack: str, memory: int, request) -> None:
     recording: Recording = request.getfixturevalue(f"{stack}_recording")

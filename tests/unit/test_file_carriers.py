@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from components.platform import ROLE_LABEL, carrier_directories
+from tools.plan import describe
 from tools.recording import RecordedResource, Recording
 
 CONTAINER = "docker:index/container:Container"
@@ -131,3 +132,15 @@ def test_a_system_directory_is_refused(path: str) -> None:
 def test_a_directory_overlapping_a_mount_is_refused(mounted: str) -> None:
     with pytest.raises(ValueError, match=f"overlaps {mounted}"):
         carrier_directories(["/etc/backup-job/db-password"], occupied=[mounted])
+
+
+# The plan shows which container never starts, what it holds and who reads it.
+def test_plan_names_the_carriers_and_their_readers(prod_recording: Recording) -> None:
+    lines = {
+        resource.name: describe(resource, prod_recording)
+        for resource in prod_recording.of_type(CONTAINER)
+    }
+
+    assert "never started, holds files at /etc/nginx" in lines["gateway-files"]
+    assert "files from hospital-prod-gateway-files:ro" in lines["gateway"]
+    assert "never started" not in lines["pacs"] and "files from" not in lines["pacs"]
