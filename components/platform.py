@@ -328,6 +328,11 @@ class Platform:
         executes), joins no network, holds no capability, and goes with its volumes: replacing
         it (new files, new image) gives the service fresh volumes, so a file dropped from the
         uploads does not linger.
+
+        Limitation: Docker also gives the carrier an anonymous volume for every VOLUME its image
+        declares (MariaDB's /var/lib/mysql), and `volumes_from` passes those on read-only. The
+        service's own mount at such a path takes precedence, so a read-only service must mount
+        a volume of its own at each path its image declares.
         """
         name = f"{self.container_name(service)}-files"
         directories = carrier_directories([upload.path for upload in uploads], occupied)

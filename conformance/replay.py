@@ -356,17 +356,30 @@ def _uploads(value: list[dict], spec: ContainerSpec, where: str, index: _Recordi
 def _volumes(value: list[dict], spec: ContainerSpec, where: str, index: _RecordingIndex) -> None:
     binds = spec.arguments.setdefault("volumes", {})
     for item in value:
-        _only(item, {"volumeName", "hostPath", "containerPath", "readOnly"}, f"{where} volumes")
+        _only(
+            item,
+            {"volumeName", "hostPath", "containerPath", "readOnly", "fromContainer"},
+            f"{where} volumes",
+        )
+        if "fromContainer" in item:
+            # Passed through as written, as the provider does (`readOnly` does not apply).
+            name, _, mode = item["fromContainer"].rpartition(":")
+            if mode not in ("ro", "rw"):
+                name, mode = item["fromContainer"], ""
+            spec.arguments.setdefault("volumes_from", []).append((name, mode))
+            continue
+        if "volumeName" not in item and "hostPath" not in item:
+            # Only a path: an anonymous volume, filled with the image's files at that path.
+            spec.arguments.setdefault("anonymous_volumes", []).append(item["containerPath"])
+            continue
         if "volumeName" in item:
             if item["volumeName"] not in index.volumes:
                 raise ReplayError(
                     f"{where} volumes: {item['volumeName']!r} is not a recorded volume"
                 )
             source = ("volume", item["volumeName"])
-        elif "hostPath" in item:
-            source = ("host", item["hostPath"])
         else:
-            raise ReplayError(f"{where} volumes {item.get('containerPath')}: no source")
+            source = ("host", item["hostPath"])
         binds[source] = {
             "bind": item["containerPath"],
             "mode": "ro" if item.get("readOnly") else "rw",
@@ -480,6 +493,9 @@ def _hosts(value: list[dict], spec: ContainerSpec, where: str, index: _Recording
 
 def _network_mode(value: str, spec: ContainerSpec, where: str, index: _RecordingIndex) -> None:
     if value in ("bridge", "default"):
+        return
+    if value == "none":
+        spec.arguments["network_mode"] = "none"
         return
     if value in index.networks:
         spec.network_mode = value
@@ -766,7 +782,16 @@ class Replay:
                 self.deviations.append(
                     f"{spec.recorded_name}: host path {source} bound from {local} instead"
                 )
-        mounts = []
+        mounts = [
+            docker.types.Mount(path, None, type="volume")
+            for path in arguments.pop("anonymous_volumes", [])
+        ]
+        volumes_from = [
+            self.engine_name(name) + (f":{mode}" if mode else "")
+            for name, mode in arguments.pop("volumes_from", [])
+        ]
+        if volumes_from:
+            arguments["volumes_from"] = volumes_from
         for mount in arguments.pop("mounts", []):
             source = mount["source"]
             if mount["type"] == "volume":
@@ -826,9 +851,10 @@ class Replay:
         return container
 
     def by_service(self, service: str) -> str:
-        """The recorded container name whose `hospital.service` label is `service`."""
+        """The recorded container name whose `hospital.service` label is `service` and that
+        starts (its file carrier, which never starts, carries the same label)."""
         for spec in self.plan.containers:
-            if spec.arguments.get("labels", {}).get(SERVICE_LABEL) == service:
+            if spec.start and spec.arguments.get("labels", {}).get(SERVICE_LABEL) == service:
                 return spec.recorded_name
         raise KeyError(f"no recorded container has {SERVICE_LABEL}={service}")
 

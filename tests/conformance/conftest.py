@@ -163,10 +163,22 @@ class ReplayedStack:
         raise KeyError(service)
 
     def uploaded(self, service: str, path: str) -> str:
-        """The content the program uploads to `path` in the service's container."""
-        for upload in self.container_inputs(service).get("uploads", []):
-            if upload["file"] == path:
-                return upload["content"]
+        """The content the program uploads to `path` for the service's container: into the
+        container itself, or into the file carrier it takes its volumes from."""
+        inputs = self.container_inputs(service)
+        sources = [inputs]
+        for volume in inputs.get("volumes", []):
+            if "fromContainer" in volume:
+                carrier = volume["fromContainer"].rpartition(":")[0]
+                sources += [
+                    r.inputs
+                    for r in self.recording.of_type("docker:index/container:Container")
+                    if r.inputs.get("name") == carrier
+                ]
+        for source in sources:
+            for upload in source.get("uploads", []):
+                if upload["file"] == path:
+                    return upload["content"]
         raise KeyError(f"{service} gets no upload at {path}")
 
     def environment(self, service: str) -> dict[str, str]:

@@ -292,3 +292,38 @@ def test_killed_container_is_restarted_healthy(prod):
     prod.replay.wait_healthy(pacs, 120)
 
     assert prod.replay.health(pacs) == "healthy"
+
+
+# The gateway, the database and the backup job run on a read-only root, reading the files the
+# program uploaded from their never-started carrier, read-only too; a restart (the database
+# replays its start, the entrypoint included) comes back healthy on the same read-only root.
+# A carrier also gets the VOLUMEs its image declares (MariaDB's /var/lib/mysql): the service's
+# own volume at that path wins, writable.
+@pytest.mark.parametrize("service", ["gateway", "database", "backup"])
+def test_read_only_services_run_from_their_file_carriers(prod, service):
+    name = prod.replay.by_service(service)
+    carrier_name = f"{name}-files"
+    carrier = prod.replay.container(carrier_name)
+    (recorded,) = [
+        c
+        for c in prod.recording.of_type("docker:index/container:Container")
+        if c.input("name") == carrier_name
+    ]
+    paths = {volume["containerPath"] for volume in recorded.input("volumes")}
+
+    prod.replay.container(name).restart(timeout=30)
+    prod.replay.wait_healthy(name, 180)
+    container = prod.replay.container(name)
+    mounted = {m["Destination"]: m for m in container.attrs["Mounts"] if m["Type"] == "volume"}
+    held = {m["Destination"]: m["Name"] for m in carrier.attrs["Mounts"]}
+    written = container.exec_run(["sh", "-c", "touch /probe-root; touch /etc/probe-etc"])
+
+    assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+    assert carrier.attrs["State"]["Status"] == "created", "the carrier was started"
+    assert paths and paths <= set(held), f"carrier volumes {sorted(held)}, recorded {paths}"
+    for path in paths:
+        assert mounted[path]["Name"] == held[path] and not mounted[path]["RW"], (service, path)
+    for path in set(held) - paths:
+        assert mounted[path]["Name"] != held[path] and mounted[path]["RW"], (service, path)
+    assert written.exit_code != 0 and b"Read-only file system" in written.output, written
+    assert prod.replay.health(name) == "healthy"

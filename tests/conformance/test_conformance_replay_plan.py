@@ -118,3 +118,35 @@ def test_upload_modes_follow_the_provider(hand_written):
 
     assert [oct(u.mode) for u in uploads] == ["0o644", "0o744", "0o600"]
     assert uploads[2].content == b"x", "base64 content should be decoded"
+
+
+# A file carrier replays as the provider creates it: no network, anonymous volumes at the
+# recorded paths, never started; its service takes those volumes with the recorded mode and
+# starts after it.
+def test_file_carrier_and_volumes_from_replay_as_recorded(hand_written):
+    image = hand_written.image(MARIADB)
+    carrier = hand_written.container(
+        "db-files",
+        image=image,
+        start=False,
+        mustRun=False,
+        networkMode="none",
+        volumes=[{"containerPath": "/etc/mysql/conf.d"}],
+        uploads=[{"file": "/etc/mysql/conf.d/a.cnf", "content": "[mariadb]"}],
+    )
+    hand_written.container(
+        "db",
+        depends_on=[carrier],
+        image=image,
+        readOnly=True,
+        volumes=[{"fromContainer": "db-files:ro"}],
+    )
+
+    files, service = plan_replay(hand_written.recording).containers
+
+    assert (files.recorded_name, files.start) == ("db-files", False)
+    assert files.arguments["network_mode"] == "none"
+    assert files.arguments["anonymous_volumes"] == ["/etc/mysql/conf.d"]
+    assert [u.path for u in files.uploads] == ["/etc/mysql/conf.d/a.cnf"]
+    assert service.arguments["volumes_from"] == [("db-files", "ro")]
+    assert service.depends_on == {carrier.urn}

@@ -144,3 +144,21 @@ def test_plan_names_the_carriers_and_their_readers(prod_recording: Recording) ->
     assert "never started, holds files at /etc/nginx" in lines["gateway-files"]
     assert "files from hospital-prod-gateway-files:ro" in lines["gateway"]
     assert "never started" not in lines["pacs"] and "files from" not in lines["pacs"]
+
+
+# The VOLUMEs each image declares (mariadb 11.4's Dockerfile: /var/lib/mysql; nginx and the
+# backup image declare none). The carrier gets them too and passes them on read-only, so the
+# service must mount a volume of its own over each.
+IMAGE_VOLUMES = {"gateway": [], "database": ["/var/lib/mysql"], "backup": []}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_read_only_services_mount_their_own_volume_at_each_image_volume(stack, request) -> None:
+    recording: Recording = request.getfixturevalue(f"{stack}_recording")
+
+    for service in recording.started_containers():
+        if service.name not in READ_ONLY:
+            continue
+        own = {v["containerPath"]: v for v in service.input("volumes") if "volumeName" in v}
+        for path in IMAGE_VOLUMES[service.name]:
+            assert path in own and not own[path].get("readOnly"), (service.name, path)
