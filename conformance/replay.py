@@ -369,7 +369,9 @@ def _volumes(value: list[dict], spec: ContainerSpec, where: str, index: _Recordi
             spec.arguments.setdefault("volumes_from", []).append((name, mode))
             continue
         if "volumeName" not in item and "hostPath" not in item:
-            # Only a path: an anonymous volume, filled with the image's files at that path.
+            # Only a path: an anonymous volume, filled with the image's files at that path. The
+            # provider declares it in the container config (`Volumes`); a volume mount without a
+            # source is the same to the engine, copy of the image's files included.
             spec.arguments.setdefault("anonymous_volumes", []).append(item["containerPath"])
             continue
         if "volumeName" in item:

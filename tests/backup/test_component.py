@@ -62,9 +62,11 @@ def environment(recording: Recording) -> dict[str, str]:
 
 
 def mounts(recording: Recording) -> dict[str, tuple[str, bool]]:
+    """Volume name -> (path, read-only) of the named volumes (not the file carrier's)."""
     return {
         m["volumeName"]: (m["containerPath"], bool(m.get("readOnly")))
         for m in recording.named("backup", CONTAINER).input("volumes")
+        if "volumeName" in m
     }
 
 
@@ -166,12 +168,10 @@ def test_settings_schedules_are_valid_for_the_scheduler(schedule):
 # The password reaches the job only as a secret upload; nothing secret is in plain inputs.
 def test_password_is_a_secret_file_and_nothing_else_is_secret_in_plain(prod):
     container = prod.named("backup", CONTAINER)
-    uploads = container.input("uploads")
+    files = {file.file: file for file in prod.uploaded_files(container)}
 
-    files = [upload["file"] for upload in uploads]
-    password_index = files.index("/etc/backup-job/db-password")
-
-    assert container.input_is_secret(f"uploads.{password_index}.content"), "password in plain"
+    assert files["/etc/backup-job/db-password"].secret, "password in plain"
+    assert not files["/etc/backup-job/db-ca.pem"].secret, "the CA need not be secret"
     assert not any("PASSWORD=" in line and "_FILE=" not in line for line in container.input("envs"))
     for secret in prod.secret_values():
         for path, value in prod.plain_strings():
