@@ -303,18 +303,17 @@ def _files_policy(
         for resource in args.resources:
             if resource.resource_type not in wanted:
                 continue
-            props = resource.props
-            if resource.resource_type == CONTAINER:
-                if is_file_carrier(props):
-                    continue
-                props = with_carried_files(props, carriers)
-            view = ResourceView(resource, props, args.get_config)
 
             def report(message: str, urn: str | None = None, at: str = resource.urn) -> None:
                 report_violation(f"{message} {suffix}", urn or at)
 
             try:
-                validate(view, report)
+                props = resource.props
+                if resource.resource_type == CONTAINER:
+                    if is_file_carrier(props):
+                        continue
+                    props = with_carried_files(props, carriers)
+                validate(ResourceView(resource, props, args.get_config), report)
                 judged += 1
             except _Skipped as skipped:
                 reasons.append(f"{resource.name}: {skipped.reason}")

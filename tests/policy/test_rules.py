@@ -788,6 +788,9 @@ def test_unknown_value_behaves_as_the_engine(rule, kind, path, expected, complia
 STACK_UNKNOWN_CASES = [
     (CARRIER_RULE, "gateway", "volumes.0.fromContainer", "pass"),
     (CARRIER_RULE, "gateway-files", "mustRun", "diagnostic"),
+    # Files not known yet (the carrier's, or which carrier) leave the gateway's TLS unjudged.
+    ("container-enforce-gateway-tls", "gateway-files", "uploads", "diagnostic"),
+    ("container-enforce-gateway-tls", "gateway", "volumes", "diagnostic"),
     ("stack-disallow-edge-to-data-path", "gateway", "networksAdvanced.0.name", "pass"),
     ("stack-disallow-edge-to-data-path", "zones-data", "internal", "diagnostic"),
     ("stack-disallow-overlapping-zones", "zones-edge", "labels.0", "diagnostic"),
@@ -1176,3 +1179,19 @@ def test_plugin_volume_options_are_not_host_paths(compliant):
     outcome = run_resource_rule("volume-disallow-sensitive-host-paths", resource_type, props)
 
     assert outcome.messages == [], f"a plugin volume was judged as a bind: {outcome.messages}"
+
+
+# A rule that reads files runs stack-wide, yet keeps the engine's per-resource semantics: a
+# container whose files are not known yet waits, and another container's violation is still
+# reported beside that diagnostic.
+def test_files_unknown_in_one_container_do_not_hide_anothers_violation(stack):
+    set_key("uploads", UNKNOWN)(_container(stack, "gateway-files"))
+    database = _container(stack, "database")
+    database["uploads"][0]["content"] = database["uploads"][0]["content"].replace(
+        "require_secure_transport = ON", "require_secure_transport = OFF"
+    )
+
+    outcome = run_stack_rule("container-enforce-database-tls", stack)
+
+    assert outcome.unknown and "can't be known during preview" in outcome.unknown, outcome
+    assert [m for m in outcome.messages if "accepts unencrypted clients" in m], outcome
