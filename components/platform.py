@@ -30,8 +30,28 @@ FILES_LABEL = "hospital.files"
 # Directories a carrier volume may not cover: they hold far more than a service's own files, and
 # an anonymous volume there would freeze the image's copy of them for the carrier's lifetime.
 SYSTEM_DIRECTORIES = frozenset(
-    "/ /bin /boot /dev /etc /home /lib /lib64 /media /mnt /opt /proc /root /run /sbin /srv /sys "
-    "/tmp /usr /var".split()
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+    }
 )
 
 

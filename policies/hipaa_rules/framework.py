@@ -294,7 +294,6 @@ def _files_policy(
     the first unknown is raised as the engine expects. When no resource was judged at all,
     the rule is not applicable to the stack, with the reasons given.
     """
-    suffix = citation_suffix(citations, cis)
 
     def run(args: StackValidationArgs, report_violation: Callable[..., None]) -> None:
         carriers = carriers_by_name(args.resources)
@@ -305,7 +304,7 @@ def _files_policy(
                 continue
 
             def report(message: str, urn: str | None = None, at: str = resource.urn) -> None:
-                report_violation(f"{message} {suffix}", urn or at)
+                report_violation(message, urn or at)
 
             try:
                 props = resource.props
@@ -325,15 +324,16 @@ def _files_policy(
         if not judged:
             args.not_applicable("; ".join(reasons) or "no resource of its types")
 
-    policy = StackValidationPolicy(
+    policy = stack_policy(
         name=name,
         description=description,
         validate=run,
-        config_schema=config_schema,
         severity=severity,
-        framework=hipaa(*citations),
-        tags=_tags(cis, tags),
-        remediation_steps=remediation,
+        citations=citations,
+        remediation=remediation,
+        cis=cis,
+        config_schema=config_schema,
+        tags=tags,
     )
     policy.resource_types = wanted
     return policy

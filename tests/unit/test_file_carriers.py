@@ -35,15 +35,18 @@ def carrier_of(recording: Recording, service: RecordedResource) -> RecordedResou
     return carrier
 
 
+def carried_services(recording: Recording) -> list[tuple[RecordedResource, RecordedResource]]:
+    """(service, its carrier) for each read-only service of the stack."""
+    services = [s for s in recording.started_containers() if s.name in READ_ONLY]
+    assert services, "no read-only service in the stack"
+    return [(service, carrier_of(recording, service)) for service in services]
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_read_only_services_take_their_files_from_a_carrier(stack: str, request) -> None:
     recording: Recording = request.getfixturevalue(f"{stack}_recording")
 
-    for service in recording.started_containers():
-        if service.name not in READ_ONLY:
-            continue
-        carrier = carrier_of(recording, service)
-
+    for service, carrier in carried_services(recording):
         assert service.input("readOnly") is True, service.name
         assert not service.input("uploads"), f"{service.name} still gets uploads of its own"
         assert carrier.input("start") is False and carrier.input("mustRun") is False
@@ -79,10 +82,7 @@ def test_carriers_run_nothing_and_reach_nothing(stack: str, request) -> None:
 def test_every_file_lies_in_a_carrier_volume_and_secrets_stay_secret(stack: str, request) -> None:
     recording: Recording = request.getfixturevalue(f"{stack}_recording")
 
-    for service in recording.started_containers():
-        if service.name not in READ_ONLY:
-            continue
-        carrier = carrier_of(recording, service)
+    for service, carrier in carried_services(recording):
         directories = [PurePosixPath(v["containerPath"]) for v in carrier.input("volumes")]
         for file in recording.uploaded_files(service):
             path = PurePosixPath(file.file)
